@@ -1,0 +1,72 @@
+"""Nonlinearities on irreps features: S2 (grid) activation, its separable variant, gates, alpha act."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SmoothLeakyReLU(nn.Module):
+    """0.5(1+a) x + 0.5(1-a) x (2 sigmoid(x) - 1) with a = 0.2 (used on attention logits)."""
+
+    def __init__(self, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        self.alpha = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((1 + self.alpha) / 2) * x + ((1 - self.alpha) / 2) * x * (2 * torch.sigmoid(x) - 1)
+
+
+class SphereGrid(nn.Module):
+    """Fixed projections between coefficients `(B, n, C)` and sphere samples.
+
+    Grid values are laid out `(G, B, C)` so both projections are single GEMMs over all
+    B*C columns (a broadcast batched matmul of (G, n) against every row is far slower on CPU).
+    """
+
+    def __init__(self, to_grid: torch.Tensor, from_grid: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("to_grid_mat", to_grid, persistent=False)  # (G, n)
+        self.register_buffer("from_grid_mat", from_grid, persistent=False)  # (n, G)
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, n, C) -> (G, B, C)`."""
+        batch, n, channels = x.shape
+        columns = x.transpose(0, 1).reshape(n, batch * channels)
+        return (self.to_grid_mat @ columns).reshape(self.to_grid_mat.shape[0], batch, channels)
+
+    def from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """`(G, B, C) -> (B, n, C)`."""
+        points, batch, channels = grid.shape
+        out = self.from_grid_mat @ grid.reshape(points, batch * channels)
+        return out.reshape(self.from_grid_mat.shape[0], batch, channels).transpose(0, 1)
+
+    def silu(self, x: torch.Tensor) -> torch.Tensor:
+        """S2 activation: SiLU applied pointwise on the sphere, `(B, n, C) -> (B, n, C)`."""
+        return self.from_grid(nn.functional.silu(self.to_grid(x)))
+
+
+def separable_s2_act(grid: SphereGrid, scalars: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Separable S2 activation: SiLU(scalars) replaces the l = 0 output of the S2 activation.
+
+    `scalars`: `(B, C)` or `(B, 1, C)`; `x`: `(B, n, C)` with the l = 0 coefficient first.
+    """
+    out = grid.silu(x)
+    return torch.cat((nn.functional.silu(scalars).reshape(x.shape[0], 1, x.shape[2]), out.narrow(1, 1, out.shape[1] - 1)), dim=1)
+
+
+class GateActivation(nn.Module):
+    """SiLU on the l = 0 coefficient; every l > 0 coefficient times sigmoid of its degree's gate."""
+
+    def __init__(self, degree_minus_one: torch.Tensor, lmax: int, num_channels: int) -> None:
+        """`degree_minus_one`: `(n-1,)` long, l - 1 of each coefficient after the first."""
+        super().__init__()
+        self.lmax = lmax
+        self.num_channels = num_channels
+        self.register_buffer("expand_index", degree_minus_one, persistent=False)
+
+    def forward(self, gates: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`gates`: `(B, lmax*C)` (or `(B, 1, lmax*C)`); `x`: `(B, n, C)`."""
+        gates = torch.sigmoid(gates).reshape(gates.shape[0], self.lmax, self.num_channels)[:, self.expand_index]
+        scalars = nn.functional.silu(x.narrow(1, 0, 1))
+        return torch.cat((scalars, x.narrow(1, 1, x.shape[1] - 1) * gates), dim=1)

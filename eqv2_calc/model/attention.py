@@ -1,0 +1,149 @@
+"""Equivariant graph attention built on SO(2) convolutions (paper Sec. 4, Fig. 1b)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .activations import GateActivation, SmoothLeakyReLU, SphereGrid, separable_s2_act
+from .linear import SO3Linear
+from .radial import RadialMLP
+from .so2 import SO2Convolution
+from .so3 import degree_of_coefficient, m_primary_lm
+
+
+def segment_softmax(
+    logits: torch.Tensor, index: torch.Tensor, num_segments: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax of `logits` `(E, H)` over the edges sharing a target `index` `(E,)`.
+
+    With `weights` `(E,)` each term is exp(logit) * weight, so an edge of weight 0 (at the cutoff)
+    takes no share and does not change the others'.
+    """
+    shape = (num_segments, logits.shape[1])
+    seg_max = logits.new_full(shape, float("-inf")).scatter_reduce(
+        0, index.unsqueeze(1).expand_as(logits), logits, reduce="amax", include_self=True
+    )
+    exp = (logits - seg_max[index]).exp()
+    if weights is not None:
+        exp = exp * weights.unsqueeze(1)
+    seg_sum = logits.new_zeros(shape).index_add_(0, index, exp) + 1e-16
+    return exp / seg_sum[index]
+
+
+class EdgeGeometry:
+    """Per-forward edge data shared by every block: rotations, radial input, endpoints."""
+
+    def __init__(
+        self,
+        edge_index: torch.Tensor,
+        to_edge: torch.Tensor,
+        from_edge: torch.Tensor,
+        x_edge: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        num_nodes: int,
+        envelope: torch.Tensor | None = None,
+    ) -> None:
+        self.source, self.target = edge_index[0], edge_index[1]
+        self.to_edge = to_edge  # (E, n_m, (lmax+1)**2)
+        self.from_edge = from_edge  # (E, (lmax+1)**2, n_m)
+        self.x_edge = x_edge  # (E, F) radial basis (+ shared element embeddings)
+        self.atomic_numbers = atomic_numbers
+        self.num_nodes = num_nodes
+        self.envelope = envelope  # (E,) smooth cutoff weights, or None (fairchem: hard cutoff)
+
+
+class SO2EquivariantGraphAttention(nn.Module):
+    """Messages from concatenated source/target features, rotated to the edge frame, passed through
+    SO(2) conv -> (separable) S2 activation -> SO(2) conv, weighted by re-normalized multi-head
+    attention, rotated back and summed on the target atom, then a per-degree linear projection.
+
+    Input/output: node features `(N, (lmax+1)**2, sphere_channels)` -> `(N, (lmax+1)**2, output_channels)`.
+    """
+
+    def __init__(
+        self,
+        config,
+        output_channels: int,
+        edge_channels_list: list[int],
+        edge_grid: SphereGrid,
+    ) -> None:
+        super().__init__()
+        c = config
+        lmax, mmax = c.lmax, c.mmax
+        self.num_heads = c.num_heads
+        self.attn_alpha_channels = c.attn_alpha_channels
+        self.attn_value_channels = c.attn_value_channels
+        self.use_gate_act = c.use_gate_act
+        self.use_sep_s2_act = c.use_sep_s2_act
+        self.use_m_share_rad = c.use_m_share_rad
+        self.num_degrees = lmax + 1
+        self.edge_grid = edge_grid
+        edge_channels_list = list(edge_channels_list)
+        self.use_atom_edge_embedding = c.block_use_atom_edge_embedding
+        if self.use_atom_edge_embedding:
+            self.source_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
+            self.target_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
+            edge_channels_list[0] += 2 * edge_channels_list[-1]
+
+        extra = c.num_heads * c.attn_alpha_channels
+        if c.use_gate_act:
+            extra += lmax * c.attn_hidden_channels
+        elif c.use_sep_s2_act:
+            extra += c.attn_hidden_channels
+
+        if c.use_m_share_rad:
+            self.rad_func = RadialMLP([*edge_channels_list, 2 * c.sphere_channels * (lmax + 1)])
+            self.register_buffer("expand_index", degree_of_coefficient(lmax), persistent=False)
+        self.so2_conv_1 = SO2Convolution(
+            2 * c.sphere_channels,
+            c.attn_hidden_channels,
+            lmax,
+            mmax,
+            edge_channels_list=None if c.use_m_share_rad else edge_channels_list,
+            extra_m0_output_channels=extra,
+        )
+        self.alpha_norm = nn.LayerNorm(c.attn_alpha_channels) if c.use_attn_renorm else nn.Identity()
+        self.alpha_act = SmoothLeakyReLU()
+        self.alpha_dot = nn.Parameter(torch.empty(c.num_heads, c.attn_alpha_channels).uniform_(-1, 1))
+        if c.use_gate_act:
+            degrees = torch.tensor([l for l, _ in m_primary_lm(lmax, mmax)[1:]]) - 1
+            self.gate_act = GateActivation(degrees, lmax, c.attn_hidden_channels)
+        self.so2_conv_2 = SO2Convolution(
+            c.attn_hidden_channels, c.num_heads * c.attn_value_channels, lmax, mmax
+        )
+        self.proj = SO3Linear(c.num_heads * c.attn_value_channels, output_channels, lmax)
+
+    def forward(self, x: torch.Tensor, edges: EdgeGeometry) -> torch.Tensor:
+        x_edge = edges.x_edge
+        if self.use_atom_edge_embedding:
+            z = edges.atomic_numbers
+            x_edge = torch.cat(
+                (x_edge, self.source_embedding(z[edges.source]), self.target_embedding(z[edges.target])), dim=1
+            )
+        message = torch.cat((x[edges.source], x[edges.target]), dim=2)  # (E, (lmax+1)**2, 2C)
+        if self.use_m_share_rad:
+            weight = self.rad_func(x_edge).reshape(message.shape[0], self.num_degrees, message.shape[2])
+            message = message * weight[:, self.expand_index]
+        message = torch.bmm(edges.to_edge, message)  # (E, n_m, 2C), edge frame, m-primary
+        message, extra = self.so2_conv_1(message, x_edge)
+
+        num_alpha = self.num_heads * self.attn_alpha_channels
+        alpha_in = extra.narrow(1, 0, num_alpha)
+        if self.use_gate_act:
+            message = self.gate_act(extra.narrow(1, num_alpha, extra.shape[1] - num_alpha), message)
+        elif self.use_sep_s2_act:
+            message = separable_s2_act(self.edge_grid, extra.narrow(1, num_alpha, extra.shape[1] - num_alpha), message)
+        else:
+            message = self.edge_grid.silu(message)
+        message, _ = self.so2_conv_2(message)
+
+        alpha = self.alpha_act(self.alpha_norm(alpha_in.reshape(-1, self.num_heads, self.attn_alpha_channels)))
+        alpha = torch.einsum("bik,ik->bi", alpha, self.alpha_dot)
+        alpha = segment_softmax(alpha, edges.target, edges.num_nodes, edges.envelope)
+        num_edges, num_coefficients = message.shape[0], message.shape[1]
+        message = message.reshape(num_edges, num_coefficients, self.num_heads, self.attn_value_channels)
+        message = (message * alpha.reshape(num_edges, 1, self.num_heads, 1)).reshape(num_edges, num_coefficients, self.num_heads * self.attn_value_channels)
+        message = torch.bmm(edges.from_edge, message)  # (E, (lmax+1)**2, H*V), back in the global frame
+        out = message.new_zeros(edges.num_nodes, message.shape[1], message.shape[2]).index_add_(0, edges.target, message)
+        return self.proj(out)

@@ -1,0 +1,183 @@
+"""Typed configuration of an EquiformerV2 network.
+
+`EquiformerV2Config` holds every hyperparameter of fairchem 1.x's EquiformerV2 (backbone and output
+heads) under fairchem's own names, so a checkpoint's `model_attributes` map onto it one to one.
+Unknown names are rejected, and options that fairchem 1.10 itself cannot run are rejected by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+# Defaults of fairchem 1.10 (models/equiformer_v2/equiformer_v2.py): statistics of OC20 IS2RE 100k.
+AVG_NUM_NODES_OC20 = 77.81317
+AVG_DEGREE_OC20 = 23.395238876342773
+
+NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+
+# Options fairchem accepts but that do not change inference (dropout rates, training switches).
+_INFERENCE_NEUTRAL = {
+    "use_pbc", "use_pbc_single", "regress_forces", "otf_graph", "num_sphere_samples",
+    "num_distance_basis", "attn_activation", "ffn_activation", "weight_init",
+    "alpha_drop", "drop_path_rate", "proj_drop", "activation_checkpoint",
+}
+
+
+@dataclass(frozen=True)
+class StressHeadConfig:
+    """Rank-2 symmetric stress head (fairchem `rank2_symmetric_head`)."""
+
+    decompose: bool = True
+    edge_level_mlp: bool = False
+    num_mlp_layers: int = 2
+    use_source_target_embedding: bool = True
+    extensive: bool = False
+    avg_num_nodes: float = 1.0
+
+
+@dataclass(frozen=True)
+class EquiformerV2Config:
+    """All hyperparameters of an EquiformerV2 network; field names follow fairchem 1.x.
+
+    Units: `max_radius` in Angstrom. `lmax_list`/`mmax_list` hold one entry per resolution
+    (fairchem 1.10 can only run one, and so do we).
+    """
+
+    # graph
+    max_neighbors: int = 500
+    max_radius: float = 5.0
+    enforce_max_neighbors_strictly: bool = True
+    max_num_elements: int = 90
+    # trunk
+    num_layers: int = 12
+    sphere_channels: int = 128
+    attn_hidden_channels: int = 128
+    num_heads: int = 8
+    attn_alpha_channels: int = 32
+    attn_value_channels: int = 16
+    ffn_hidden_channels: int = 512
+    norm_type: str = "rms_norm_sh"
+    lmax_list: tuple[int, ...] = (6,)
+    mmax_list: tuple[int, ...] = (2,)
+    grid_resolution: int | None = None
+    edge_channels: int = 128
+    use_atom_edge_embedding: bool = True
+    share_atom_edge_embedding: bool = False
+    use_m_share_rad: bool = False
+    distance_function: str = "gaussian"
+    use_s2_act_attn: bool = False
+    use_attn_renorm: bool = True
+    use_gate_act: bool = False
+    use_grid_mlp: bool = False
+    use_sep_s2_act: bool = True
+    avg_num_nodes: float = AVG_NUM_NODES_OC20
+    avg_degree: float = AVG_DEGREE_OC20
+    use_energy_lin_ref: bool = False
+    load_energy_lin_ref: bool = False
+    # heads; direct_forces=False (our extension) drops the force head: forces = -dE/dx, stress = dE/d(strain)/V
+    direct_forces: bool = True
+    # our extension: a smooth polynomial envelope on attention weights and edge-degree terms, so the
+    # energy is continuous as atoms cross max_radius (fairchem's eqV2 has a hard cutoff)
+    use_cutoff_envelope: bool = False
+    energy_reduce: str = "sum"
+    stress_head: StressHeadConfig | None = None
+    # DeNS (denoising non-equilibrium structures) backbone and heads
+    dens: bool = False
+    use_force_encoding: bool = True
+    use_noise_schedule_sigma_encoding: bool = False
+    # layout of the network in fairchem: "equiformer_v2" (single class) or "hydra" (backbone + heads)
+    layout: str = "equiformer_v2"
+    ignored: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lmax_list", tuple(int(v) for v in self.lmax_list))
+        object.__setattr__(self, "mmax_list", tuple(int(v) for v in self.mmax_list))
+        if len(self.lmax_list) != 1 or len(self.mmax_list) != 1:
+            raise ConfigError(
+                f"lmax_list={list(self.lmax_list)}, mmax_list={list(self.mmax_list)}: only one resolution is "
+                "supported (fairchem 1.10 itself crashes with several, and no released checkpoint uses them)"
+            )
+        if not 0 <= self.mmax <= self.lmax:
+            raise ConfigError(f"mmax_list={list(self.mmax_list)} must satisfy 0 <= mmax <= lmax={self.lmax}")
+        if self.norm_type not in NORM_TYPES:
+            raise ConfigError(f"norm_type={self.norm_type!r} is not one of {NORM_TYPES}")
+        if self.distance_function != "gaussian":
+            raise ConfigError(f"distance_function={self.distance_function!r}: only 'gaussian' exists in fairchem")
+        if self.use_s2_act_attn:
+            raise ConfigError("use_s2_act_attn=True is not supported (fairchem 1.10 rejects it too)")
+        if self.share_atom_edge_embedding and not self.use_atom_edge_embedding:
+            raise ConfigError("share_atom_edge_embedding=True needs use_atom_edge_embedding=True")
+        if self.use_energy_lin_ref and not self.load_energy_lin_ref:
+            raise ConfigError("use_energy_lin_ref=True needs load_energy_lin_ref=True")
+        if self.energy_reduce not in ("sum", "mean"):
+            raise ConfigError(f"energy_reduce={self.energy_reduce!r} must be 'sum' or 'mean'")
+        if self.layout not in ("equiformer_v2", "hydra"):
+            raise ConfigError(f"layout={self.layout!r} must be 'equiformer_v2' or 'hydra'")
+        if self.stress_head is not None and not self.direct_forces:
+            raise ConfigError("stress_head is for direct prediction; with direct_forces=False stress comes from the energy")
+        if self.max_radius <= 0 or self.max_neighbors <= 0:
+            raise ConfigError(f"max_radius={self.max_radius} and max_neighbors={self.max_neighbors} must be > 0")
+
+    @property
+    def lmax(self) -> int:
+        return self.lmax_list[0]
+
+    @property
+    def mmax(self) -> int:
+        return self.mmax_list[0]
+
+    @property
+    def block_use_atom_edge_embedding(self) -> bool:
+        """Whether each block owns source/target element embeddings for its radial input."""
+        return self.use_atom_edge_embedding and not self.share_atom_edge_embedding
+
+    @property
+    def predicts_stress(self) -> bool:
+        return self.stress_head is not None or not self.direct_forces
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> EquiformerV2Config:
+        """Build from fairchem-style keyword arguments; unknown names raise `ConfigError`.
+
+        Options that fairchem accepts but that do not change inference (dropout rates, `otf_graph`,
+        ...) are recorded in `ignored`.
+        """
+        names = {f.name for f in dataclasses.fields(cls)} - {"ignored"}
+        kwargs: dict[str, Any] = {}
+        ignored = []
+        unknown = []
+        for key, value in options.items():
+            if key in names:
+                kwargs[key] = value
+            elif key in _INFERENCE_NEUTRAL:
+                ignored.append(key)
+            else:
+                unknown.append(key)
+        if unknown:
+            raise ConfigError(f"unknown EquiformerV2 option(s): {', '.join(sorted(unknown))}")
+        if isinstance(kwargs.get("stress_head"), dict):
+            kwargs["stress_head"] = _stress_head_from_dict(kwargs["stress_head"])
+        for key in ("avg_num_nodes", "avg_degree"):
+            if kwargs.get(key) is None:
+                kwargs.pop(key, None)
+        return cls(**kwargs, ignored=tuple(sorted(ignored)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (inverse of `from_dict`)."""
+        out = dataclasses.asdict(self)
+        out.pop("ignored")
+        out["lmax_list"] = list(self.lmax_list)
+        out["mmax_list"] = list(self.mmax_list)
+        return out
+
+
+def _stress_head_from_dict(options: dict[str, Any]) -> StressHeadConfig:
+    names = {f.name for f in dataclasses.fields(StressHeadConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"unknown stress head option(s): {', '.join(unknown)}")
+    return StressHeadConfig(**options)

@@ -1,0 +1,182 @@
+"""SO(3) geometry: coefficient layouts, per-edge Wigner-D matrices and S2 grid transforms.
+
+Conventions (e3nn's): real spherical harmonics with y as the polar axis; an irreps feature of
+degree l has 2l+1 coefficients ordered m = -l..l at offset l**2, so a node feature with
+maximum degree lmax is `(..., (lmax+1)**2, C)` ("l-primary").
+
+In the edge frame the SO(2) convolution uses only coefficients with |m| <= mmax, grouped by
+order ("m-primary"): all m=0 coefficients (l = 0..lmax), then for m = 1..mmax the +m
+coefficients (l = m..lmax) followed by the -m coefficients (l = m..lmax). Our rotations write
+straight into and read straight from that layout, so no permutation is ever applied to features.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from e3nn import o3
+
+
+def m_primary_lm(lmax: int, mmax: int) -> list[tuple[int, int]]:
+    """(l, m) of each coefficient in the m-primary edge-frame layout."""
+    out = [(l, 0) for l in range(lmax + 1)]
+    for m in range(1, mmax + 1):
+        out += [(l, m) for l in range(m, lmax + 1)]
+        out += [(l, -m) for l in range(m, lmax + 1)]
+    return out
+
+
+def m_block_sizes(lmax: int, mmax: int) -> list[int]:
+    """Number of degrees l carrying order m, for m = 0..mmax (each m > 0 block has twice as many rows)."""
+    return [lmax - m + 1 for m in range(mmax + 1)]
+
+
+def degree_of_coefficient(lmax: int) -> torch.Tensor:
+    """`(lmax+1)**2` long tensor: degree l of each l-primary coefficient."""
+    return torch.tensor([l for l in range(lmax + 1) for _ in range(2 * l + 1)], dtype=torch.long)
+
+
+def rescale_factor(l: int, mmax: int) -> float:
+    """fairchem's compensation for dropped orders: sqrt((2l+1)/(2mmax+1)) for l > mmax, else 1."""
+    return math.sqrt((2 * l + 1) / (2 * mmax + 1)) if l > mmax else 1.0
+
+
+# The edge frame has a pole: for edges along its polar axis the roll is undefined and derivatives
+# of the frame diverge. Edges are first turned by this fixed, arbitrary rotation (e3nn Y-X-Y
+# angles in radians) so the pole points along no lattice direction a structure is likely to have;
+# the network is invariant to the frame choice up to its S2-grid quadrature error.
+FRAME_ROTATION_ANGLES = (0.5128, 1.1734, 2.3901)
+# 180 degree rotation about (1, 1, 0)/sqrt(2): swaps the x and y axes.
+_SWAP_XY = ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, -1.0))
+
+
+@lru_cache(maxsize=None)
+def frame_rotation() -> tuple[tuple[float, ...], ...]:
+    """The 3x3 matrix of FRAME_ROTATION_ANGLES (float64 values, as nested tuples)."""
+    matrix = o3.angles_to_matrix(*torch.tensor(FRAME_ROTATION_ANGLES, dtype=torch.float64))
+    return tuple(tuple(row) for row in matrix.tolist())
+
+
+@lru_cache(maxsize=None)
+def _wigner_of(l: int, matrix: tuple[tuple[float, ...], ...]) -> torch.Tensor:
+    """D^l of a fixed rotation matrix, float64 (cached)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its so(3) generators in the default dtype
+    try:
+        return o3.wigner_D(l, *o3.matrix_to_angles(torch.tensor(matrix)))
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _rotation_about_y(cos_k: torch.Tensor, sin_k: torch.Tensor, l: int) -> torch.Tensor:
+    """D^l of rotations about the y axis, `(E, 2l+1, 2l+1)`, from cos(k t), sin(k t) for k = 0..lmax.
+
+    Coefficient i (m = i - l) mixes with its mirror 2l - i with frequency l - i.
+    """
+    n = 2 * l + 1
+    freq = torch.arange(l, -l - 1, -1)
+    cos = cos_k[:, freq.abs()]
+    sin = sin_k[:, freq.abs()] * freq.sign().to(sin_k.dtype)
+    mat = cos_k.new_zeros(cos_k.shape[0], n, n)
+    idx = torch.arange(n)
+    mat[:, idx, n - 1 - idx] = sin
+    mat[:, idx, idx] = cos
+    return mat
+
+
+def _harmonics_of_angle(cos: torch.Tensor, sin: torch.Tensor, kmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos(k t), sin(k t) for k = 0..kmax, `(E, kmax+1)` each, by complex multiplication (no trig calls)."""
+    cos_k = [torch.ones_like(cos)]
+    sin_k = [torch.zeros_like(sin)]
+    for _ in range(kmax):
+        c, s = cos_k[-1], sin_k[-1]
+        cos_k.append(c * cos - s * sin)
+        sin_k.append(s * cos + c * sin)
+    return torch.stack(cos_k, dim=1), torch.stack(sin_k, dim=1)
+
+
+def edge_frame_angles(edge_vec: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """cos/sin of the Euler angles (alpha = 0, beta, gamma) taking each direction onto +y, each `(E,)`.
+
+    The rotation R = X(beta) Y(gamma) (e3nn's Y-X-Y convention with alpha = 0) maps the unit
+    vector n onto (0, 1, 0). The roll about the edge is fixed (alpha = 0) rather than random as in
+    fairchem, so outputs are deterministic. Gradients stay finite on the pole (n = +-y).
+    """
+    n = edge_vec / edge_vec.norm(dim=-1, keepdim=True)
+    nx, ny, nz = n.unbind(-1)
+    sin_beta_sq = nx * nx + nz * nz
+    on_axis = sin_beta_sq < 1e-24
+    sin_beta = torch.sqrt(torch.where(on_axis, torch.ones_like(sin_beta_sq), sin_beta_sq))
+    cos_gamma = torch.where(on_axis, torch.ones_like(nz), -nz / sin_beta)
+    sin_gamma = torch.where(on_axis, torch.zeros_like(nx), nx / sin_beta)
+    return ny, torch.where(on_axis, torch.zeros_like(sin_beta), sin_beta), cos_gamma, sin_gamma
+
+
+def edge_wigner(edge_vec: torch.Tensor, lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotations into and out of each edge's frame, computed once per forward pass.
+
+    The frame of edge n is R = X(beta) Y(gamma) Q, with Q the fixed FRAME_ROTATION_ANGLES rotation
+    and (beta, gamma) from `edge_frame_angles(Q n)`, so R n = +y.
+
+    Args:
+        edge_vec: `(E, 3)` edge vectors (source - target), Angstrom.
+    Returns:
+        to_edge: `(E, n_m, (lmax+1)**2)`; `to_edge @ x` gives the |m| <= mmax coefficients of the
+            rotated feature x in m-primary layout.
+        from_edge: `(E, (lmax+1)**2, n_m)`; the inverse rotation of an m-primary edge feature back
+            to l-primary, with fairchem's sqrt((2l+1)/(2mmax+1)) rescale of degrees l > mmax.
+    """
+    rotation = torch.tensor(frame_rotation(), dtype=edge_vec.dtype, device=edge_vec.device)
+    cos_b, sin_b, cos_g, sin_g = edge_frame_angles(edge_vec @ rotation.T)
+    cb_k, sb_k = _harmonics_of_angle(cos_b, sin_b, lmax)
+    cg_k, sg_k = _harmonics_of_angle(cos_g, sin_g, lmax)
+    rows = m_primary_lm(lmax, mmax)
+    num_edges = edge_vec.shape[0]
+    to_edge = edge_vec.new_zeros(num_edges, len(rows), (lmax + 1) ** 2)
+    from_edge = edge_vec.new_zeros(num_edges, (lmax + 1) ** 2, len(rows))
+    for l in range(lmax + 1):
+        swap = _wigner_of(l, _SWAP_XY).to(edge_vec)
+        fixed = _wigner_of(l, frame_rotation()).to(edge_vec)
+        wigner = swap @ _rotation_about_y(cb_k, sb_k, l) @ swap @ (_rotation_about_y(cg_k, sg_k, l) @ fixed)
+        row_idx = [r for r, (lr, _) in enumerate(rows) if lr == l]
+        m_idx = [l + m for lr, m in rows if lr == l]
+        block = wigner[:, m_idx, :]  # (E, rows of degree l, 2l+1)
+        to_edge[:, row_idx, l * l : (l + 1) ** 2] = block
+        from_edge[:, l * l : (l + 1) ** 2, row_idx] = block.transpose(1, 2) * rescale_factor(l, mmax)
+    return to_edge, from_edge
+
+
+def s2_grid_matrices(lmax: int, mmax: int, resolution: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projections between coefficients with |m| <= mmax and a (lat, long) grid on the sphere.
+
+    Grid size follows fairchem's SO3_Grid: `resolution` x `resolution` if given, else
+    lat = 2(lmax+1) and long = 2(mmax+1)+1 when lmax == mmax, otherwise 2 mmax + 1. Degrees
+    l > mmax are rescaled by sqrt((2l+1)/(2mmax+1)). Uses e3nn's ToS2Grid/FromS2Grid
+    ("component" normalization).
+
+    Returns:
+        to_grid: `(lat*long, n)`, from_grid: `(n, lat*long)` with n the |m| <= mmax coefficients
+        in l-primary order (m = -min(l, mmax)..min(l, mmax) per l).
+    """
+    lat = 2 * (lmax + 1)
+    long = 2 * (mmax + 1) + 1 if lmax == mmax else 2 * mmax + 1
+    if resolution is not None:
+        lat = long = resolution
+    to_s2 = o3.ToS2Grid(lmax, (lat, long), normalization="component")
+    from_s2 = o3.FromS2Grid((lat, long), lmax, normalization="component")
+    to_grid = torch.einsum("mbi,am->bai", to_s2.shb, to_s2.sha)
+    from_grid = torch.einsum("am,mbi->bai", from_s2.sha, from_s2.shb)
+    scale = torch.tensor([rescale_factor(l, mmax) for l in range(lmax + 1) for _ in range(2 * l + 1)])
+    keep = torch.tensor([abs(m) <= mmax for l in range(lmax + 1) for m in range(-l, l + 1)])
+    to_grid = (to_grid * scale)[:, :, keep].reshape(lat * long, -1)
+    from_grid = (from_grid * scale)[:, :, keep].reshape(lat * long, -1).T
+    return to_grid.contiguous(), from_grid.contiguous()
+
+
+def l_primary_to_m_primary(lmax: int, mmax: int) -> torch.Tensor:
+    """Index that reorders |m| <= mmax coefficients from l-primary (as in `s2_grid_matrices`) to m-primary."""
+    l_primary = [(l, m) for l in range(lmax + 1) for m in range(-min(l, mmax), min(l, mmax) + 1)]
+    position = {lm: i for i, lm in enumerate(l_primary)}
+    return torch.tensor([position[lm] for lm in m_primary_lm(lmax, mmax)], dtype=torch.long)
