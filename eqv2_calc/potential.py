@@ -1,0 +1,137 @@
+"""`Potential`: an EquiformerV2 network with its output normalizers and element references.
+
+It maps an `AtomicGraph` to physical outputs: energy (eV), forces (eV/Angstrom) and, when the
+network has a stress head, stress (eV/Angstrom^3, 3x3, ASE sign convention).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from ase import Atoms
+from torch import nn
+
+from .errors import InvalidStructureError
+from .graph import AtomicGraph, build_graph
+from .model import EquiformerV2, EquiformerV2Config
+
+# Change of basis from (l=0, l=1, l=2) irreps of a rank-2 tensor to its 9 Cartesian components
+# (row-major 3x3); row b is irrep component b (fairchem common/utils.py cg_change_mat(2)).
+_S3, _S2, _S6 = 3**-0.5, 2**-0.5, 6**-0.5
+RANK2_CHANGE_OF_BASIS = (
+    (_S3, 0, 0, 0, _S3, 0, 0, 0, _S3),
+    (0, 0, 0, 0, 0, _S2, 0, -_S2, 0),
+    (0, 0, -_S2, 0, 0, 0, _S2, 0, 0),
+    (0, _S2, 0, -_S2, 0, 0, 0, 0, 0),
+    (0, 0, _S2, 0, 0, 0, _S2, 0, 0),
+    (0, _S2, 0, _S2, 0, 0, 0, 0, 0),
+    (-_S6, 0, 0, 0, 2 * _S6, 0, 0, 0, -_S6),
+    (0, 0, 0, 0, 0, _S2, 0, _S2, 0),
+    (-_S2, 0, 0, 0, 0, 0, 0, 0, _S2),
+)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Training-target normalization: physical = raw * rmsd + mean."""
+
+    mean: float = 0.0
+    rmsd: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.rmsd)):
+            raise ValueError(f"normalizer mean={self.mean} rmsd={self.rmsd} must be finite")
+
+
+class Potential(nn.Module):
+    """EquiformerV2 + de-normalization; `forward(graph)` returns physical outputs.
+
+    Args:
+        model: the network.
+        normalizers: per raw output name (`energy`, `forces`, `stress_isotropic`,
+            `stress_anisotropic`, `stress`), how to undo the training normalization.
+        element_references: `(Z_max+1,)` energies (eV) added per atom of element Z, or None.
+    """
+
+    def __init__(
+        self,
+        model: EquiformerV2,
+        normalizers: dict[str, Normalizer] | None = None,
+        element_references: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.normalizers = dict(normalizers or {})
+        if element_references is None:
+            element_references = torch.zeros(model.config.max_num_elements)
+        self.register_buffer("element_references", element_references.clone(), persistent=False)
+        self.register_buffer("change_of_basis", torch.tensor(RANK2_CHANGE_OF_BASIS), persistent=False)
+
+    @property
+    def config(self) -> EquiformerV2Config:
+        return self.model.config
+
+    @property
+    def implemented_properties(self) -> list[str]:
+        props = ["energy", "free_energy", "forces"]
+        return props + ["stress"] if self.config.predicts_stress else props
+
+    def make_graph(self, atoms: Atoms | Sequence[Atoms]) -> AtomicGraph:
+        """Graph of one or several structures with this model's cutoff, neighbour cap and tie rule."""
+        c = self.config
+        param = next(self.parameters())
+        return build_graph(
+            atoms, c.max_radius, c.max_neighbors, c.enforce_max_neighbors_strictly,
+            dtype=param.dtype, device=param.device,
+        )
+
+    def _denormalize(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        norm = self.normalizers.get(name)
+        return value if norm is None else value * norm.rmsd + norm.mean
+
+    def forward(self, graph: AtomicGraph, *, create_graph: bool = False) -> dict[str, torch.Tensor]:
+        """Energy `(B,)` eV, forces `(N, 3)` eV/Angstrom, stress `(B, 3, 3)` eV/Angstrom^3 (if predicted).
+
+        Conservative models (`direct_forces=False`) differentiate the energy: forces = -dE/dx and
+        stress = (1/V) dE/d(strain); `create_graph=True` keeps that derivative differentiable
+        (for training on forces).
+        """
+        z = graph.atomic_numbers
+        if int(z.max()) >= self.config.max_num_elements:
+            raise InvalidStructureError(
+                f"element Z={int(z.max())} is beyond this model's range (it knows Z < {self.config.max_num_elements})"
+            )
+        if self.config.direct_forces:
+            raw = self.model(z, graph.edge_index, graph.edge_vectors(), graph.batch, graph.natoms)
+            out = {"energy": self._energy(raw, graph), "forces": self._denormalize("forces", raw["forces"])}
+            if "stress_isotropic" in raw:
+                irreps = raw["energy"].new_zeros(graph.num_graphs, 9)
+                irreps[:, 0:1] = self._denormalize("stress_isotropic", raw["stress_isotropic"])
+                irreps[:, 4:9] = self._denormalize("stress_anisotropic", raw["stress_anisotropic"])
+                out["stress"] = (irreps @ self.change_of_basis.to(irreps.dtype)).reshape(-1, 3, 3)
+            elif "stress" in raw:
+                out["stress"] = self._denormalize("stress", raw["stress"]).reshape(-1, 3, 3)
+            return out
+        return self._conservative(graph, create_graph)
+
+    def _energy(self, raw: dict[str, torch.Tensor], graph: AtomicGraph) -> torch.Tensor:
+        energy = self._denormalize("energy", raw["energy"])
+        return energy.index_add(0, graph.batch, self.element_references.to(energy.dtype)[graph.atomic_numbers])
+
+    def _conservative(self, graph: AtomicGraph, create_graph: bool) -> dict[str, torch.Tensor]:
+        with torch.enable_grad():
+            pos = graph.pos.detach().requires_grad_(True)
+            strain = torch.zeros_like(graph.cell).requires_grad_(True)
+            symmetric = 0.5 * (strain + strain.transpose(1, 2))
+            strained_pos = pos + torch.bmm(pos.unsqueeze(1), symmetric[graph.batch]).squeeze(1)
+            strained_cell = graph.cell + torch.bmm(graph.cell, symmetric)
+            edge_vec = graph.edge_vectors(strained_pos, strained_cell)
+            raw = self.model(graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
+            energy = self._energy(raw, graph)
+            d_pos, d_strain = torch.autograd.grad(energy.sum(), (pos, strain), create_graph=create_graph)
+        volume = torch.linalg.det(graph.cell).abs().view(-1, 1, 1)
+        out = {"energy": energy, "forces": -d_pos, "stress": d_strain / volume}
+        return out if create_graph else {k: v.detach() for k, v in out.items()}
