@@ -1,0 +1,50 @@
+"""Parity with fairchem-core 1.10.0 on golden files (tests/data, made by tools/make_golden.py).
+
+Issue tolerances (float32, CPU): energy 1e-5 eV/atom, forces 1e-4 eV/Angstrom (max abs), stress
+1e-5 eV/Angstrom^3. fairchem rolls every edge frame by a random angle, so its own outputs move
+between calls by the golden's `*_spread` (up to 4e-4 eV/Angstrom for the released 31M grid). Hence
+two checks per case:
+- `*_fixed_roll`: fairchem run with our deterministic edge frame patched in; all other arithmetic is
+  fairchem's, so we hold these to the issue's tolerances.
+- the plain (random-roll, seed 0) values: within the tolerance plus twice fairchem's own spread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import GOLDEN_CONFIGS, golden, golden_potential, structure
+from eqv2_calc.calculator import EquiformerV2Calculator
+
+E_TOL, F_TOL, S_TOL = 1e-5, 1e-4, 1e-5
+CASES = [(c, s) for c in GOLDEN_CONFIGS for s in golden(c)["structures"]]
+
+
+@pytest.mark.parametrize("config_name,structure_name", CASES)
+def test_matches_fairchem(config_name: str, structure_name: str) -> None:
+    ref = golden(config_name)["structures"][structure_name]
+    atoms = structure(structure_name)
+    atoms.calc = EquiformerV2Calculator(golden_potential(config_name), device="cpu")
+    natoms = len(atoms)
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces(apply_constraint=False)
+    stress = atoms.get_stress(voigt=False) if ref["stress"] is not None else None
+
+    assert abs(energy - ref["energy_fixed_roll"]) / natoms < E_TOL
+    assert np.abs(forces - np.array(ref["forces_fixed_roll"])).max() < F_TOL
+    assert abs(energy - ref["energy"]) / natoms < E_TOL + 2 * ref["energy_spread"] / natoms
+    assert np.abs(forces - np.array(ref["forces"])).max() < F_TOL + 2 * ref["forces_spread"]
+    if stress is not None:
+        assert np.abs(stress - np.array(ref["stress_fixed_roll"])).max() < S_TOL
+        assert np.abs(stress - np.array(ref["stress"])).max() < S_TOL + 2 * ref["stress_spread"]
+
+
+def test_golden_tool_uses_our_edge_frame() -> None:
+    """tools/make_golden.py patches our frame into fairchem (it cannot import us): same constants."""
+    from pathlib import Path
+
+    from eqv2_calc.model.so3 import FRAME_ROTATION_ANGLES
+
+    tool = (Path(__file__).parents[1] / "tools" / "make_golden.py").read_text()
+    assert f"FRAME_ROTATION_ANGLES = {FRAME_ROTATION_ANGLES}" in tool
