@@ -1,0 +1,74 @@
+"""`EquiformerV2Calculator`: the ASE calculator, the only bridge between ASE and the model."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from .hub import warn_if_misfit
+from .potential import Potential
+from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, evaluate, resolve_device, resolve_model
+
+__all__ = ["DEMO_MODEL", "EquiformerV2Calculator", "as_calculator", "resolve_device"]
+
+# Changes after which the structure-vs-training-domain check runs again (positions alone do not count).
+_STRUCTURE_CHANGES = frozenset({"numbers", "cell", "pbc"})
+
+
+class EquiformerV2Calculator(Calculator):
+    """ASE calculator for EquiformerV2 checkpoints.
+
+    Args:
+        model: default: the embedded demo model (trained on EMT labels, a demo, not DFT); or
+            a registered model name or alias (`eqv2 checkpoints list`; downloaded and cached on
+            first use), `hf://owner/repo/file`, a URL, the path of a fairchem 1.x EquiformerV2
+            checkpoint, or a `Potential`.
+        device: "auto" (CUDA if available), "cpu", "cuda" or any torch device.
+        dtype: torch.float32 (the precision the checkpoints were trained in) or torch.float64.
+        skin: Verlet skin in Angstrom (0 disables): the neighbour search runs to cutoff + skin and is
+            reused while no atom has moved more than skin / 2, as in MD or relaxations; the graph (and so
+            every result) is identical to a fresh search.
+
+    Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint
+    predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention).
+    Forces are the model's direct prediction; constraints such as FixAtoms are applied by ASE
+    when you call `atoms.get_forces()` (as with any ASE calculator).
+
+    A registered model shows its license and domain once per process (`ModelNotice`) and warns
+    (`DomainWarning`) when a structure clearly does not fit its training data, e.g. a bulk crystal
+    given to an OC20 surface model.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Potential = DEMO_MODEL,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype = torch.float32,
+        skin: float = DEFAULT_SKIN,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.device = resolve_device(device)
+        self.potential, self.model_entry = resolve_model(model, self.device, dtype)
+        self.graphs = GraphBuilder(self.potential, skin)
+        self.implemented_properties = list(self.potential.implemented_properties)
+
+    def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes) -> None:
+        super().calculate(atoms, properties or ["energy"], system_changes)
+        if self.model_entry is not None and _STRUCTURE_CHANGES.intersection(system_changes):
+            warn_if_misfit(self.atoms, self.model_entry)
+        result = evaluate(self.potential, [self.atoms], self.graphs)[0]
+        self.results = {"energy": result.energy, "free_energy": result.energy, "forces": result.forces}
+        if result.stress is not None:
+            self.results["stress"] = result.stress
+
+
+def as_calculator(model: str | os.PathLike | Potential | Calculator = DEMO_MODEL,
+                  device: str | torch.device = "auto", **kwargs) -> Calculator:
+    """`model` itself when it is already an ASE calculator, else an `EquiformerV2Calculator(model, device, **kwargs)`."""
+    return model if isinstance(model, Calculator) else EquiformerV2Calculator(model, device=device, **kwargs)
