@@ -1,0 +1,250 @@
+"""Labelled structures from an ASE database (SQLite ``.db``) or any file `ase.io` reads (extxyz, traj, ...).
+
+Every structure comes back as an `ase.Atoms` whose labels sit in a `SinglePointCalculator`:
+
+- ``energy`` (and ``free_energy``, the same value when the file has none): total energy, eV;
+- ``forces``: ``(natoms, 3)``, eV/Angstrom, as stored (raw: a `FixAtoms` constraint is kept on the
+  Atoms, but the stored forces of fixed atoms are *not* zeroed; read them with
+  ``atoms.calc.results["forces"]`` or ``atoms.get_forces(apply_constraint=False)``);
+- ``stress``: ``(6,)`` Voigt xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention, when present.
+
+``atoms.info`` holds the row's key-value pairs (ASE db) or the file's info keys, plus
+``system_id`` (the stored one, else one per structure) and ``origin`` ("file.db@row 12",
+"file.extxyz@3") for error messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_numbers, chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from ..errors import EquiformerV2Error
+
+LABELS = ("energy", "forces", "stress")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class DatasetError(EquiformerV2Error, ValueError):
+    """A training/evaluation file is empty, unreadable, or holds a structure with missing or bad labels."""
+
+
+def load_structures(path: str | os.PathLike, split: str | None = None,
+                    require: Iterable[str] = ("energy", "forces")) -> list[Atoms]:
+    """Read every labelled structure of `path` (an ASE database or an ase.io file).
+
+    Args:
+        path: ``.db`` ASE SQLite database (labels from each row's stored calculator results), or
+            any file `ase.io.read` understands (labels from ``atoms.calc`` as ase reads it, else
+            ``atoms.info["energy"]``/``["stress"]`` and ``atoms.arrays["forces"]``).
+        split: keep only structures whose ``split`` key (db key-value pair or info key) equals it,
+            e.g. "train", "val", "test"; None keeps all.
+        require: labels every structure must have, among "energy", "forces", "stress".
+
+    Returns:
+        A list of `Atoms` with labels in a `SinglePointCalculator` (see the module docstring).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        DatasetError: empty file, no structure in `split`, a structure missing a required label,
+            NaN/inf labels, forces or stress of the wrong shape. The message names the file and
+            the row id (db) or index (other files).
+    """
+    require = tuple(require)
+    unknown = [r for r in require if r not in LABELS]
+    if unknown:
+        raise ValueError(f"require={require}: unknown label(s) {unknown}; choose among {LABELS}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory, not a dataset file (ASE .db or an ase.io file)")
+    if path.stat().st_size == 0:
+        raise DatasetError(f"{path} is empty (0 bytes): no structures to read")
+    with path.open("rb") as fh:
+        is_sqlite = fh.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    if path.suffix == ".db" and not is_sqlite:
+        raise DatasetError(f"{path} has a .db suffix but is not an SQLite file (ASE database)")
+    structures = _read_db(path, split, require) if is_sqlite else _read_ase_io(path, split, require)
+    return structures
+
+
+def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
+    import ase.db
+
+    # Open read-only first: ase.db.connect would silently add its tables to a foreign SQLite file.
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise DatasetError(f"{path}: cannot read the SQLite file ({exc})") from exc
+    if "systems" not in tables:
+        raise DatasetError(f"{path} is an SQLite file but not an ASE database (no 'systems' table)")
+
+    db = ase.db.connect(path, type="db")
+    if db.count() == 0:
+        raise DatasetError(f"{path} is an ASE database with no rows: no structures to read")
+    rows = list(db.select(split=split) if split is not None else db.select())
+    if not rows:
+        available = sorted({str(r.get("split")) for r in db.select(columns=["key_value_pairs"])})
+        raise DatasetError(f"{path}: no row has split={split!r}; the rows' split values are {available}")
+
+    out = []
+    for row in rows:
+        where = f"{path} row id={row.id}"
+        results = {}
+        for name in ("energy", "free_energy", "forces", "stress"):
+            value = row.get(name)
+            if value is not None:
+                results[name] = value
+        atoms = row.toatoms()
+        atoms.calc = None
+        atoms.info.update(row.key_value_pairs)
+        atoms.info.setdefault("system_id", f"{path.name}@row {row.id}")
+        atoms.info["origin"] = f"{path.name}@row {row.id}"
+        if "energy" in require and "energy" not in results:
+            where += " (an ASE SQLite database stores a NaN energy as missing)"
+        out.append(_attach_labels(atoms, results, require, where))
+    return out
+
+
+def _read_ase_io(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
+    from ase.io import read
+
+    try:
+        images = read(path, index=":")
+    except Exception as exc:  # ase raises many types (StopIteration, UnknownFileTypeError, ValueError...)
+        raise DatasetError(f"{path}: ase.io cannot read it ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(images, list):
+        images = [images]
+    if not images:
+        raise DatasetError(f"{path} holds no structures")
+
+    out = []
+    for i, atoms in enumerate(images):
+        if split is not None and atoms.info.get("split") != split:
+            continue
+        where = f"{path} structure index {i}"
+        results = dict(atoms.calc.results) if atoms.calc is not None else {}
+        for name in ("energy", "free_energy", "stress"):
+            if name not in results and name in atoms.info:
+                results[name] = atoms.info.pop(name)
+        if "forces" not in results and "forces" in atoms.arrays:
+            results["forces"] = atoms.arrays.pop("forces")
+        atoms.calc = None
+        atoms.info.setdefault("system_id", f"{path.name}@{i}")
+        atoms.info["origin"] = f"{path.name}@{i}"
+        out.append(_attach_labels(atoms, results, require, where))
+    if not out:
+        available = sorted({str(a.info.get("split")) for a in images})
+        raise DatasetError(f"{path}: no structure has split={split!r}; the structures' split values are "
+                           f"{available}")
+    return out
+
+
+def _attach_labels(atoms: Atoms, results: dict, require: tuple[str, ...], where: str) -> Atoms:
+    """Validate `results` (units: eV, eV/Angstrom, eV/Angstrom^3) and attach them as a SinglePointCalculator."""
+    natoms = len(atoms)
+    if natoms == 0:
+        raise DatasetError(f"{where}: the structure has no atoms")
+    missing = [r for r in require if r not in results]
+    if missing:
+        have = [k for k in LABELS if k in results] or ["none"]
+        raise DatasetError(f"{where} ({atoms.get_chemical_formula()}) has no {' and no '.join(missing)} "
+                           f"(labels present: {', '.join(have)}); every structure needs {', '.join(require)}")
+    labels: dict = {}
+    for name in ("energy", "free_energy"):
+        if name in results:
+            try:
+                value = float(np.asarray(results[name]).reshape(()))
+            except (TypeError, ValueError) as exc:
+                raise DatasetError(f"{where}: {name} must be one number in eV, got {results[name]!r}") from exc
+            if not math.isfinite(value):
+                raise DatasetError(f"{where} ({atoms.get_chemical_formula()}): {name} is {value} eV")
+            labels[name] = value
+    if "energy" not in labels and "free_energy" in labels:
+        labels["energy"] = labels["free_energy"]
+    if "energy" in labels:
+        labels.setdefault("free_energy", labels["energy"])
+    if "forces" in results:
+        forces = np.array(results["forces"], dtype=float)
+        if forces.shape != (natoms, 3):
+            raise DatasetError(f"{where}: forces have shape {forces.shape}, expected ({natoms}, 3) for "
+                               f"{natoms} atoms")
+        bad = ~np.isfinite(forces).all(axis=1)
+        if bad.any():
+            raise DatasetError(f"{where} ({atoms.get_chemical_formula()}): forces are NaN/inf on "
+                               f"{int(bad.sum())} atom(s), first atom index {int(np.argmax(bad))}")
+        labels["forces"] = forces
+    if "stress" in results:
+        stress = np.array(results["stress"], dtype=float)
+        if stress.shape == (3, 3):
+            stress = full_3x3_to_voigt_6_stress(stress)
+        if stress.shape != (6,):
+            raise DatasetError(f"{where}: stress has shape {stress.shape}, expected (6,) Voigt or (3, 3)")
+        if not np.isfinite(stress).all():
+            raise DatasetError(f"{where} ({atoms.get_chemical_formula()}): stress holds NaN/inf: {stress}")
+        labels["stress"] = stress
+    atoms.calc = SinglePointCalculator(atoms, **labels)
+    return atoms
+
+
+def check_elements(atoms_list: Iterable[Atoms], allowed: int | Iterable[int | str]) -> list[int]:
+    """Check that every structure only holds elements the model knows; return the sorted atomic numbers seen.
+
+    Args:
+        atoms_list: structures (e.g. from `load_structures`).
+        allowed: the model's ``max_num_elements`` (an int: atomic numbers 1 .. max_num_elements - 1
+            are embedded, as in EquiformerV2's ``nn.Embedding(max_num_elements, ...)``), or a
+            collection of allowed element symbols / atomic numbers.
+
+    Raises:
+        DatasetError: naming each unknown element, how many structures hold it and the first one
+            (index, formula, ``origin`` and ``system_id`` from ``atoms.info``).
+    """
+    if isinstance(allowed, (int, np.integer)) and not isinstance(allowed, bool):
+        max_z = int(allowed)
+        is_ok = lambda z: 1 <= z < max_z  # noqa: E731
+        rule = f"the model embeds atomic numbers 1-{max_z - 1} (max_num_elements={max_z})"
+    else:
+        allowed_z = set()
+        for item in allowed:
+            if isinstance(item, str):
+                if item not in atomic_numbers:
+                    raise ValueError(f"allowed element {item!r} is not an element symbol")
+                allowed_z.add(atomic_numbers[item])
+            else:
+                allowed_z.add(int(item))
+        is_ok = allowed_z.__contains__
+        rule = "the model knows " + " ".join(_symbol(z) for z in sorted(allowed_z))
+
+    seen: set[int] = set()
+    offenders: dict[int, list] = {}  # Z -> [count, first index, first atoms]
+    for i, atoms in enumerate(atoms_list):
+        numbers = set(int(z) for z in np.unique(atoms.numbers))
+        seen |= numbers
+        for z in numbers:
+            if not is_ok(z):
+                entry = offenders.setdefault(z, [0, i, atoms])
+                entry[0] += 1
+    if offenders:
+        lines = []
+        for z, (count, i, atoms) in sorted(offenders.items()):
+            about = [atoms.get_chemical_formula()]
+            about += [f"{key}={atoms.info[key]}" for key in ("origin", "system_id") if key in atoms.info]
+            lines.append(f"{_symbol(z)} (Z={z}) in {count} structure(s), first structure {i} ({', '.join(about)})")
+        raise DatasetError("structures hold elements the model does not know; " + rule + ":\n  "
+                           + "\n  ".join(lines))
+    return sorted(seen)
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else f"Z{z}"

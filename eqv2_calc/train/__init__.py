@@ -1,0 +1,6 @@
+"""Training and fine-tuning of EquiformerV2 potentials."""
+
+from .config import TrainConfig
+from .loop import Trainer, train
+
+__all__ = ["TrainConfig", "Trainer", "train"]

@@ -1,0 +1,66 @@
+"""Training configuration (`eqv2 train config.yaml`): one typed dataclass, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train on, which network, and how.
+
+    Units: learning rates per step; loss weights multiply mean squared errors of energy per atom
+    (eV/atom)^2, force components (eV/Angstrom)^2 and stress components (eV/Angstrom^3)^2.
+    """
+
+    data: str  # ASE db or ase.io file; rows carry a `split` key (train/val/test)
+    output_dir: str = "runs/eqv2"
+    model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
+    finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
+    resume: str | None = None  # checkpoint written by a previous run of this trainer
+    train_split: str = "train"
+    val_split: str = "val"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 5e-4
+    min_lr_factor: float = 0.01
+    warmup_fraction: float = 0.05
+    weight_decay: float = 1e-3
+    ema_decay: float = 0.999
+    grad_clip: float = 100.0
+    energy_weight: float = 1.0
+    force_weight: float = 10.0
+    stress_weight: float = 0.0
+    max_train_structures: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.model and self.finetune_from:
+            raise ConfigError("give either `model` (a new network) or `finetune_from` (a checkpoint), not both")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        options = yaml.safe_load(Path(path).read_text()) or {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ConfigError(f"{path}: unknown training option(s): {', '.join(unknown)}")
+        if "data" not in options:
+            raise ConfigError(f"{path}: `data` (the training database) is required")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

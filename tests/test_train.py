@@ -1,0 +1,117 @@
+"""Training: a tiny model on a tiny EMT database (loss falls, reload, resume, DDP, bad input)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from eqv2_calc.checkpoint import load_potential, read_checkpoint
+from eqv2_calc.data.dataset import DatasetError, load_structures
+from eqv2_calc.data.emt import make_emt_dataset
+from eqv2_calc.errors import ConfigError
+from eqv2_calc.train import TrainConfig, Trainer
+from eqv2_calc.train.loop import learning_rate
+
+TINY_MODEL = dict(
+    num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2, attn_alpha_channels=4,
+    attn_value_channels=4, ffn_hidden_channels=8, edge_channels=8, lmax_list=[2], mmax_list=[1],
+    grid_resolution=8, max_radius=4.0, max_neighbors=100, norm_type="rms_norm_sh",
+    direct_forces=False, use_cutoff_envelope=True,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "emt.db"
+    make_emt_dataset(path, n_systems=10, seed=3, progress=False, n_relax=2, n_md=2)
+    return path
+
+
+def tiny_config(db: Path, out: Path, **overrides) -> TrainConfig:
+    options = dict(data=str(db), output_dir=str(out), model=TINY_MODEL, epochs=2, batch_size=4, lr=5e-3,
+                   ema_decay=0.0, max_train_structures=16, device="cpu")
+    return TrainConfig(**{**options, **overrides})
+
+
+def force_mae(potential, structures) -> float:
+    with torch.no_grad():
+        pred = potential(potential.make_graph(structures))
+    return float((pred["forces"] - torch.tensor(np.concatenate([a.get_forces() for a in structures]))).abs().mean())
+
+
+def test_loss_falls_checkpoint_reloads_and_resume_continues(tiny_db: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_db, tmp_path / "run", epochs=1)
+    trainer = Trainer(config)
+    before = force_mae(trainer.potential, trainer.train_set)
+    path = trainer.fit()
+    assert force_mae(trainer.potential, trainer.train_set) < before
+    assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 0
+
+    reloaded = load_potential(path)
+    atoms = trainer.train_set[:3]
+    with torch.no_grad():
+        a, b = trainer.potential(trainer.potential.make_graph(atoms)), reloaded(reloaded.make_graph(atoms))
+    assert torch.allclose(a["energy"], b["energy"]) and torch.allclose(a["forces"], b["forces"])
+
+    resumed = Trainer(dataclasses.replace(config, epochs=2, resume=str(path)))
+    assert resumed.step == trainer.steps_per_epoch
+    resumed.fit()
+    assert resumed.step == 2 * trainer.steps_per_epoch
+    state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")["trainer"]
+    assert len(state["val"]) == 2 and len(state["train_loss"]) == 2 * trainer.steps_per_epoch
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    config = TrainConfig(data="unused", lr=1e-3, warmup_fraction=0.1, min_lr_factor=0.01)
+    rates = [learning_rate(step, 100, config) for step in range(100)]
+    assert rates[0] < rates[9] == pytest.approx(1e-3)
+    assert rates[-1] == pytest.approx(1e-5, rel=0.05) and all(x >= y for x, y in zip(rates[10:], rates[11:]))
+
+
+def test_finetune_from_checkpoint(tiny_db: Path, tmp_path: Path) -> None:
+    first = Trainer(tiny_config(tiny_db, tmp_path / "a", epochs=1)).fit()
+    tuned = Trainer(tiny_config(tiny_db, tmp_path / "b", epochs=1, model={}, finetune_from=str(first)))
+    assert tuned.potential.config == load_potential(first).config
+    tuned.fit()
+
+
+def test_bad_training_input(tiny_db: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainConfig.from_yaml(_write(tmp_path / "bad.yaml", f"data: {tiny_db}\nlearning_rate: 0.1\n"))
+    with pytest.raises(DatasetError, match="Cu|Ag|Au|Ni|Pd|Pt|Al"):
+        Trainer(tiny_config(tiny_db, tmp_path / "c", model={**TINY_MODEL, "max_num_elements": 10}))
+    with pytest.raises(DatasetError, match="split"):
+        load_structures(tiny_db, split="nonexistent")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        Trainer(config).fit()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes(tiny_db: Path, tmp_path: Path) -> None:
+    """torchrun-style launch (gloo, 2 ranks): both ranks train, rank 0 writes the checkpoint."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tiny_config(tiny_db, tmp_path / "ddp", epochs=1)
+    mp.spawn(_ddp_worker, args=(2, port, config), nprocs=2, join=True)
+    state = read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["trainer"]
+    assert state["step"] == 2  # 16 structures / (batch 4 x 2 ranks)
