@@ -1,0 +1,345 @@
+"""`eqv2` command line: thin argument parsing around the package's functions.
+
+torch, ASE and the model are imported inside the commands that need them, so that
+`eqv2 checkpoints list` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+
+from . import hub
+from .errors import EquiformerV2Error
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoint import load_potential
+
+    potential = load_potential(hub.resolve_checkpoint(args.model))
+    config = potential.config
+    n_params = sum(p.numel() for p in potential.parameters())
+    print(f"checkpoint   {args.model}")
+    print(f"parameters   {n_params:,}")
+    print(f"predicts     {', '.join(p for p in potential.implemented_properties if p != 'free_energy')}")
+    print(f"graph        max_radius {config.max_radius} A, max_neighbors {config.max_neighbors} "
+          f"({'strict' if config.enforce_max_neighbors_strictly else 'keeps degenerate shells'})")
+    print(f"network      {config.num_layers} layers, lmax {config.lmax}, mmax {config.mmax}, "
+          f"{config.sphere_channels} channels, {config.norm_type}")
+    if args.json:
+        print(json.dumps(config.to_dict(), indent=2))
+    return 0
+
+
+def _model(args: argparse.Namespace) -> str:
+    """`--model`, or the embedded demo model (imported here: the model modules import torch)."""
+    from .predict import DEMO_MODEL
+
+    return args.model or DEMO_MODEL
+
+
+def _read_inputs(paths: Sequence[str]) -> tuple[list, list[str]]:
+    """Every frame of every file, and a 'file:index' label for each."""
+    from .structures import read_file
+
+    structures, labels = [], []
+    for path in paths:
+        frames = read_file(path)
+        structures += frames
+        labels += [f"{path}:{i}" for i in range(len(frames))]
+    return structures, labels
+
+
+def _write_structures(path: str, structures: list) -> None:
+    """Write to any ASE format; an extension ASE does not know (or none) gets extxyz."""
+    from ase.io import write
+    from ase.io.formats import filetype
+
+    try:
+        filetype(path, read=False)
+        write(path, structures)
+    except ValueError:
+        write(path, structures, format="extxyz")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from .predict import predict
+
+    structures, labels = _read_inputs(args.structures)
+    results = predict(structures, _model(args), batch_size=args.batch_size, device=args.device,
+                      progress=not args.quiet)
+    records = []
+    for label, atoms, r in zip(labels, structures, results):
+        record = {"structure": label, "formula": atoms.get_chemical_formula(), "natoms": len(atoms),
+                  "energy": r.energy, "fmax": float(np.linalg.norm(r.forces, axis=1).max())}
+        if r.stress is not None:
+            record["stress"] = r.stress.tolist()
+        records.append(record)
+        atoms.calc = SinglePointCalculator(atoms, energy=r.energy, free_energy=r.energy, forces=r.forces,
+                                           **({"stress": r.stress} if r.stress is not None else {}))
+    if args.output and args.output.lower().endswith(".csv"):
+        with open(args.output, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["structure", "formula", "natoms", "energy_eV", "fmax_eV_per_A"]
+                            + [f"stress_{c}_eV_per_A3" for c in ("xx", "yy", "zz", "yz", "xz", "xy")])
+            for r in records:
+                writer.writerow([r["structure"], r["formula"], r["natoms"], r["energy"], r["fmax"],
+                                 *r.get("stress", [""] * 6)])
+    elif args.output:
+        _write_structures(args.output, structures)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    print(f"{'structure':<32} {'formula':<14} {'energy (eV)':>14} {'fmax (eV/A)':>12}")
+    for r in records:
+        print(f"{r['structure']:<32} {r['formula']:<14} {r['energy']:>14.6f} {r['fmax']:>12.4f}")
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_relax(args: argparse.Namespace) -> int:
+    from .relax import plot_relaxation, relax, relax_many
+
+    structures, labels = _read_inputs([args.structure])
+    if args.batch:
+        results = relax_many(structures, _model(args), fmax=args.fmax, steps=args.steps, relax_cell=args.cell,
+                             batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    else:
+        from .calculator import EquiformerV2Calculator
+
+        calc = EquiformerV2Calculator(_model(args), device=args.device)
+        results = [relax(atoms, calc, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
+                         relax_cell=args.cell, logfile=None if args.quiet else "-") for atoms in structures]
+    _write_structures(args.output, [r.atoms for r in results])
+    print(f"{'structure':<32} {'formula':<14} {'energy (eV)':>14} {'steps':>6} {'fmax (eV/A)':>12} converged")
+    for label, r in zip(labels, results):
+        print(f"{label:<32} {r.atoms.get_chemical_formula():<14} {r.energy:>14.6f} {r.steps:>6} {r.fmax:>12.4f} "
+              f"{'yes' if r.converged else 'NO'}")
+    print(f"wrote {args.output}")
+    if args.plot:
+        plot_relaxation(results, path=args.plot)
+        print(f"plot: {args.plot}")
+    return 0 if all(r.converged for r in results) else 1
+
+
+def _cmd_md(args: argparse.Namespace) -> int:
+    from .md import plot_md, run_md
+
+    structures, _ = _read_inputs([args.structure])
+    result = run_md(structures[-1], _model(args), ensemble=args.ensemble, temperature_K=args.temperature,
+                    timestep_fs=args.timestep, steps=args.steps, trajectory=args.output,
+                    loginterval=args.loginterval, logfile=args.log or ("-" if not args.quiet else None),
+                    pressure_GPa=args.pressure, seed=args.seed, device=args.device)
+    last = result.log[-1]
+    print(f"final: E_tot {last.energy:.5f} eV, T {last.temperature_K:.1f} K; "
+          f"energy change {1000 * result.energy_drift_eV_per_atom:+.3f} meV/atom; "
+          f"{result.graph_builds} neighbour searches for {result.graph_calls} evaluations")
+    print(f"trajectory: {args.output}")
+    if args.plot:
+        plot_md(result, path=args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output, _model(args), device=args.device)
+    return 0
+
+
+def _size(entry: hub.ModelEntry) -> str:
+    return f"{entry.size_bytes / 1e6:,.0f} MB" if entry.size_bytes else "?"
+
+
+def _cmd_checkpoints_list(args: argparse.Namespace) -> int:
+    entries = hub.load_registry().entries
+    cached = {entry.name: hub.cached_file(entry) for entry in entries}
+    if args.json:
+        print(json.dumps([{"name": e.name, "aliases": list(e.aliases), "source": e.source.describe(),
+                           "parameters_millions": e.parameters_millions, "size_bytes": e.size_bytes,
+                           "outputs": list(e.outputs), "domain": e.domain, "license": e.license,
+                           "supported": e.supported, "cached": str(cached[e.name] or "") or None}
+                          for e in entries], indent=2))
+        return 0
+    print(f"{'name':<46} {'params':>6} {'size':>8}  {'outputs':<20} {'domain':<9} {'license':<26} cached")
+    for e in entries:
+        params = f"{e.parameters_millions:g}M" if e.parameters_millions else "?"
+        name = e.name + ("" if e.supported else " *")
+        print(f"{name:<46} {params:>6} {_size(e):>8}  {' '.join(e.outputs):<20} {e.domain:<9} {e.license:<26} "
+              f"{'yes' if cached[e.name] else '-'}")
+    if not all(e.supported for e in entries):
+        print("* format not readable by eqv2_calc yet (see `eqv2 checkpoints info NAME`)")
+    print(f"cache: {hub.cache_dir()} (set {hub.CACHE_ENV} to move it); "
+          "Hugging Face files use the Hugging Face cache unless it is set")
+    return 0
+
+
+def _cmd_checkpoints_info(args: argparse.Namespace) -> int:
+    e = hub.load_registry().get(args.name)
+    reference = e.energy_reference
+    rows = [
+        ("name", e.name), ("aliases", ", ".join(e.aliases) or "-"), ("source", e.source.describe()),
+        ("parameters", f"{e.parameters_millions:g}M" if e.parameters_millions else "?"), ("size", _size(e)),
+        ("sha256", e.sha256 or "not published (see `eqv2 checkpoints verify`)"),
+        ("license", f"{e.license}: {e.license_details}"), ("training data", e.training_data),
+        ("outputs", ", ".join(e.outputs)), ("domain", f"{e.domain}: {hub.DOMAINS[e.domain]}"),
+        ("energy", f"{reference['kind']}: {reference['description']}"),
+    ]
+    if "gas_phase_eV" in reference:
+        refs = ", ".join(f"{el} {value:+.3f}" for el, value in reference["gas_phase_eV"].items())
+        rows.append(("gas refs (eV)", f"{refs} ({reference.get('source', 'source not recorded')})"))
+    rows += [("architecture", ", ".join(f"{k} {v}" for k, v in e.model_config.items())),
+             ("readable", "yes" if e.supported else "not yet by eqv2_calc"), ("notes", e.notes),
+             ("cached", str(hub.cached_file(e) or f"no (`eqv2 checkpoints download {e.name}`)"))]
+    for key, value in rows:
+        print(f"{key:<14} {value}")
+    return 0
+
+
+def _cmd_checkpoints_download(args: argparse.Namespace) -> int:
+    print(hub.resolve_checkpoint(args.name, progress=not args.quiet))
+    return 0
+
+
+def _cmd_checkpoints_verify(args: argparse.Namespace) -> int:
+    results = [r for r in hub.verify(args.names) if args.names or r.status != "not cached"]
+    if not results:
+        print("no registered checkpoint is cached yet")
+    for r in results:
+        detail = {"ok": "", "not cached": "", "unchecked": f"sha256 {r.actual} (no reference to compare)",
+                  "mismatch": f"expected {r.expected}, found {r.actual}: delete it and download again"}[r.status]
+        print(f"{r.name:<44} {r.status:<10} {r.path or ''} {detail}".rstrip())
+    return 1 if any(r.status == "mismatch" for r in results) else 0
+
+
+def _add_checkpoints_parser(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("checkpoints", help="registered EquiformerV2 checkpoints: list, info, download, verify")
+    commands = group.add_subparsers(dest="checkpoints_command", required=True)
+    listing = commands.add_parser("list", help="table of registered checkpoints (name, size, outputs, license, cached)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_cmd_checkpoints_list)
+    info = commands.add_parser("info", help="everything the registry knows about one checkpoint")
+    info.add_argument("name", help="registered name or alias")
+    info.set_defaults(func=_cmd_checkpoints_info)
+    download = commands.add_parser("download", help="download into the cache (no-op when cached); prints the path")
+    download.add_argument("name", help="registered name or alias, hf://owner/repo/file or URL")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(func=_cmd_checkpoints_download)
+    verify = commands.add_parser("verify", help="re-hash cached checkpoints against their sha256")
+    verify.add_argument("names", nargs="*", help="registered names (default: every cached one)")
+    verify.set_defaults(func=_cmd_checkpoints_verify)
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """One line per warning on stderr (`warnings.formatwarning` signature), without source lines."""
+    return f"eqv2: {category.__name__}: {message}\n"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"checkpoint: {train(args.config)}")
+    return 0
+
+
+def _cmd_data_emt(args: argparse.Namespace) -> int:
+    from .data.emt import main as emt_main
+
+    return emt_main(args.extra)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="registered name, checkpoint file, hf:// address or URL "
+                        "(default: the embedded demo model, trained on EMT labels, not DFT)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or step logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eqv2", description="EquiformerV2 for ASE: run released eqV2 checkpoints.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="describe a checkpoint")
+    info.add_argument("model", help="checkpoint file, registered name, hf://owner/repo/file or URL")
+    info.add_argument("--json", action="store_true", help="also print the full model config as JSON")
+    info.set_defaults(func=_cmd_info)
+    predict = sub.add_parser("predict", help="energy, forces (and stress) of structures in any ASE-readable file")
+    _add_model_options(predict)
+    predict.add_argument("structures", nargs="+", help="structure files (xyz, extxyz, cif, POSCAR, traj, ...)")
+    predict.add_argument("-o", "--output", help="write results: .csv (a table) or a structure file (extxyz with "
+                         "energies, forces, stresses)")
+    predict.add_argument("--batch-size", type=int, default=16, help="structures per model call (default 16)")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(func=_cmd_predict)
+    relax = sub.add_parser("relax", help="relax the structures of a file (ASE optimizer, or batched FIRE with --batch)")
+    _add_model_options(relax)
+    relax.add_argument("structure", help="structure file; every frame is relaxed")
+    relax.add_argument("-o", "--output", required=True, help="relaxed structures (extxyz unless the extension says)")
+    relax.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
+    relax.add_argument("--steps", type=int, default=500, help="most optimizer steps per structure (default 500)")
+    relax.add_argument("--cell", action="store_true", help="also relax the cell (needs a stress model)")
+    relax.add_argument("--optimizer", default="BFGS", help="ASE optimizer name: BFGS, FIRE, LBFGS, ... (default BFGS)")
+    relax.add_argument("--batch", action="store_true", help="relax all frames together with the batched FIRE")
+    relax.add_argument("--batch-size", type=int, default=32, help="structures per batch with --batch (default 32)")
+    relax.add_argument("--plot", help="PNG of energy and max force per step")
+    relax.set_defaults(func=_cmd_relax)
+    md = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) of the last structure of a file")
+    _add_model_options(md)
+    md.add_argument("structure", help="structure file (its last frame is used)")
+    md.add_argument("-o", "--output", required=True, help="ASE trajectory file (.traj)")
+    md.add_argument("--ensemble", default="nve", help="nve, nvt (Langevin), nvt-nose-hoover, nvt-bussi, npt")
+    md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    md.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
+    md.add_argument("--steps", type=int, default=100, help="number of steps (default 100)")
+    md.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (default 0)")
+    md.add_argument("--loginterval", type=int, default=10, help="log and trajectory interval in steps (default 10)")
+    md.add_argument("--log", help="write the log to this file instead of stdout")
+    md.add_argument("--seed", type=int, default=0, help="seed of the initial velocities / thermostat (default 0)")
+    md.add_argument("--plot", help="PNG of energy and temperature against time")
+    md.set_defaults(func=_cmd_md)
+    demo = sub.add_parser("demo", help="relax CO on Cu(111) and run MD of a Cu slab with the demo model; saves a plot")
+    _add_model_options(demo)
+    demo.add_argument("-o", "--output", default=".", help="directory of the plot (default: current directory)")
+    demo.set_defaults(func=_cmd_demo)
+    _add_checkpoints_parser(sub)
+    train = sub.add_parser("train", help="train or fine-tune from a YAML config (see configs/demo_emt.yaml)")
+    train.add_argument("config", help="training config (YAML); under torchrun it trains with DDP")
+    train.set_defaults(func=_cmd_train)
+    data = sub.add_parser("data", help="datasets: `eqv2 data emt OUT.db` builds an EMT-labelled one")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    emt = data_commands.add_parser("emt", help="bulk, slabs and adsorbates labelled by ASE's EMT "
+                                   "(its own options: eqv2 data emt --help)", add_help=False)
+    emt.set_defaults(func=_cmd_data_emt, passes_through=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    warnings.formatwarning = _format_warning
+    try:
+        return args.func(args)
+    # user-caused failures (bad files, names, options, devices): one line, no traceback
+    except (EquiformerV2Error, OSError, ValueError, FloatingPointError, RuntimeError) as exc:
+        print(f"eqv2: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

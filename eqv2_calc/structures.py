@@ -1,0 +1,79 @@
+"""Input conversion for every workflow: ASE `Atoms`, pymatgen `Structure`/`Molecule`, or structure files.
+
+One place decides what counts as a structure, so `predict`, `relax`, `run_md` and the `eqv2` command
+line accept the same inputs and fail with the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+from .errors import InvalidStructureError
+
+# What a workflow accepts as a structure: ase.Atoms, pymatgen Structure / Molecule, or a file path.
+StructureLike = Any
+
+
+def read_file(path: str | os.PathLike, index: str | int = ":") -> list[Atoms]:
+    """Frames of any ASE-readable file (extxyz, CIF, POSCAR, traj, ...), as a list.
+
+    Raises:
+        InvalidStructureError: missing or unreadable file, unknown element, no frames, a frame without atoms.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidStructureError(f"{path}: no such file")
+    try:
+        from ase.io import read
+
+        frames = read(path, index=index)
+    except KeyError as exc:  # ASE's symbol lookup
+        raise InvalidStructureError(f"{path}: unknown element or field {exc} in the file") from exc
+    except Exception as exc:  # ASE raises many types (StopIteration, AssertionError, ValueError, ...)
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise InvalidStructureError(f"{path}: cannot read it as a structure file ({why})") from exc
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise InvalidStructureError(f"{path}: the file holds no structures")
+    for i, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise InvalidStructureError(f"{path}: structure {i} has no atoms")
+    return frames
+
+
+def to_atoms(structure: StructureLike) -> Atoms:
+    """One structure as a new `Atoms`: a copy of an `Atoms` (constraints and info kept), a pymatgen
+    `Structure`/`Molecule` via `AseAtomsAdaptor`, or the last frame of a file."""
+    if isinstance(structure, Atoms):
+        return structure.copy()
+    if isinstance(structure, (str, os.PathLike)):
+        return read_file(structure, index=-1)[0]
+    if _is_pymatgen(structure):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        return AseAtomsAdaptor.get_atoms(structure)
+    raise InvalidStructureError(
+        f"cannot use a {type(structure).__name__} as a structure: give an ase.Atoms, a pymatgen Structure or "
+        "Molecule, or a file path"
+    )
+
+
+def to_atoms_list(structures: StructureLike | Iterable[StructureLike]) -> list[Atoms]:
+    """Many structures as new `Atoms`: one item or an iterable of items; a file contributes all its frames."""
+    if isinstance(structures, (Atoms, str, os.PathLike)) or _is_pymatgen(structures):
+        structures = [structures]
+    out: list[Atoms] = []
+    for item in structures:
+        out += read_file(item) if isinstance(item, (str, os.PathLike)) else [to_atoms(item)]
+    if not out:
+        raise InvalidStructureError("no structures given")
+    return out
+
+
+def _is_pymatgen(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pymatgen.")

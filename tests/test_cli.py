@@ -1,0 +1,106 @@
+"""`eqv2` command line end to end (as a subprocess, like a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ase.build import bulk
+from ase.io import write
+
+from conftest import DATA
+
+CHECKPOINT = str(DATA / "ckpt_omat_stress.pt")
+
+
+def eqv2(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "eqv2_calc.cli", *args], capture_output=True, text=True, check=False)
+
+
+def test_info() -> None:
+    result = eqv2("info", CHECKPOINT, "--json")
+    assert result.returncode == 0, result.stderr
+    assert "energy, forces, stress" in result.stdout
+    assert '"lmax_list": [\n    4\n  ]' in result.stdout
+
+
+def test_predict_table_and_json(tmp_path) -> None:
+    path = tmp_path / "cu.extxyz"
+    write(path, [bulk("Cu", "fcc", a=3.6), bulk("NaCl", "rocksalt", a=5.6)])
+    table = eqv2("predict", "--model", CHECKPOINT, "--device", "cpu", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "Cu" in table.stdout and "ClNa" in table.stdout
+    records = json.loads(eqv2("predict", "--model", CHECKPOINT, "--json", str(path)).stdout)
+    assert [r["formula"] for r in records] == ["Cu", "ClNa"]
+    assert len(records[0]["stress"]) == 6
+
+
+def test_errors_are_reported_without_traceback(tmp_path) -> None:
+    missing = eqv2("info", str(tmp_path / "missing.pt"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "empty.xyz"
+    write(empty, bulk("Cu") [[]])
+    bad = eqv2("predict", "--model", CHECKPOINT, str(empty))
+    assert bad.returncode == 2 and "no atoms" in bad.stderr
+
+
+def _slab_file(tmp_path):
+    from ase.build import add_adsorbate, fcc111, molecule
+
+    slab = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
+    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    path = tmp_path / "slabs.extxyz"
+    write(path, [slab, slab])
+    return path
+
+
+def test_predict_reads_cif_poscar_and_writes_csv_and_extxyz(tmp_path) -> None:
+    from ase.io import read
+
+    write(tmp_path / "cu.cif", bulk("Cu", "fcc", a=3.6))
+    write(tmp_path / "POSCAR", bulk("NaCl", "rocksalt", a=5.6), format="vasp")
+    files = [str(tmp_path / "cu.cif"), str(tmp_path / "POSCAR")]
+    csv_run = eqv2("predict", "--model", CHECKPOINT, "--quiet", *files, "-o", str(tmp_path / "out.csv"))
+    assert csv_run.returncode == 0, csv_run.stderr
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert rows[0].startswith("structure,formula,natoms,energy_eV") and len(rows) == 3
+    xyz_run = eqv2("predict", "--model", CHECKPOINT, "--quiet", *files, "-o", str(tmp_path / "out.extxyz"))
+    assert xyz_run.returncode == 0, xyz_run.stderr
+    frames = read(tmp_path / "out.extxyz", index=":")
+    assert [a.get_chemical_formula() for a in frames] == ["Cu", "ClNa"]
+    assert frames[1].get_forces().shape == (2, 3)
+
+
+def test_relax_and_md_commands(tmp_path) -> None:
+    from ase.io import read
+
+    slabs = _slab_file(tmp_path)
+    for extra in ([], ["--batch"]):
+        out = tmp_path / "relaxed.extxyz"
+        run = eqv2("relax", "--model", CHECKPOINT, "--quiet", str(slabs), "-o", str(out), "--steps", "3",
+                   "--plot", str(tmp_path / "relax.png"), *extra)
+        assert run.returncode == 1, run.stderr  # 3 steps of a random model: written, reported, not converged
+        assert len(read(out, index=":")) == 2 and "NO" in run.stdout and (tmp_path / "relax.png").stat().st_size
+    write(tmp_path / "POSCAR", bulk("Cu", "fcc", a=3.6, cubic=True), format="vasp")
+    md = eqv2("md", "--model", CHECKPOINT, str(tmp_path / "POSCAR"), "--ensemble", "nvt", "--temperature", "300",
+              "--steps", "4", "--loginterval", "2", "-o", str(tmp_path / "md.traj"), "--plot", str(tmp_path / "md.png"))
+    assert md.returncode == 0, md.stderr
+    assert "T_K" in md.stdout and len(read(tmp_path / "md.traj", index=":")) == 3
+    assert (tmp_path / "md.png").stat().st_size > 0
+
+
+def test_bad_files_get_one_line_errors(tmp_path) -> None:
+    (tmp_path / "unknown.xyz").write_text("1\n\nXx 0 0 0\n")
+    (tmp_path / "garbage.cif").write_text("this is not a CIF\n")
+    write(tmp_path / "empty.extxyz", bulk("Cu")[[]])
+    cases = {"unknown.xyz": "unknown element", "garbage.cif": "cannot read", "empty.extxyz": "no atoms",
+             "missing.cif": "no such file"}
+    for name, message in cases.items():
+        for command in (["predict"], ["relax", "-o", str(tmp_path / "out.xyz")], ["md", "-o", str(tmp_path / "o.traj")]):
+            run = eqv2(*command, "--model", CHECKPOINT, str(tmp_path / name))
+            assert run.returncode == 2, (name, command, run.stderr)
+            assert message in run.stderr and "Traceback" not in run.stderr
+            assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    optimizer = eqv2("relax", "--model", CHECKPOINT, str(_slab_file(tmp_path)), "-o", "x.xyz", "--optimizer", "Nope")
+    assert optimizer.returncode == 2 and "unknown optimizer" in optimizer.stderr
