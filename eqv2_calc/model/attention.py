@@ -53,7 +53,31 @@ class EdgeGeometry:
         self.envelope = envelope  # (E,) smooth cutoff weights, or None (fairchem: hard cutoff)
 
 
-class SO2EquivariantGraphAttention(nn.Module):
+class EdgeFeatureBlock(nn.Module):
+    """Base of the blocks that read edge features: the distance embedding `(E, edge_channels)`, widened
+    by this block's own source/target element embeddings when the config asks for per-block ones
+    (fairchem keys `source_embedding`, `target_embedding`)."""
+
+    def _init_atom_edge_embedding(self, config, edge_channels_list: list[int]) -> list[int]:
+        """Create the element embeddings if used; returns the radial-MLP channel list widened for them."""
+        edge_channels_list = list(edge_channels_list)
+        self.use_atom_edge_embedding = config.block_use_atom_edge_embedding
+        if self.use_atom_edge_embedding:
+            self.source_embedding = nn.Embedding(config.max_num_elements, edge_channels_list[-1])
+            self.target_embedding = nn.Embedding(config.max_num_elements, edge_channels_list[-1])
+            edge_channels_list[0] += 2 * edge_channels_list[-1]
+        return edge_channels_list
+
+    def edge_features(self, edges: EdgeGeometry) -> torch.Tensor:
+        """`(E, edge_channels_list[0])`: distance embedding [+ source, target element embeddings]."""
+        if not self.use_atom_edge_embedding:
+            return edges.x_edge
+        z = edges.atomic_numbers
+        return torch.cat((edges.x_edge, self.source_embedding(z[edges.source]), self.target_embedding(z[edges.target])),
+                         dim=1)
+
+
+class SO2EquivariantGraphAttention(EdgeFeatureBlock):
     """Messages from concatenated source/target features, rotated to the edge frame, passed through
     SO(2) conv -> (separable) S2 activation -> SO(2) conv, weighted by re-normalized multi-head
     attention, rotated back and summed on the target atom, then a per-degree linear projection.
@@ -79,12 +103,7 @@ class SO2EquivariantGraphAttention(nn.Module):
         self.use_m_share_rad = c.use_m_share_rad
         self.num_degrees = lmax + 1
         self.edge_grid = edge_grid
-        edge_channels_list = list(edge_channels_list)
-        self.use_atom_edge_embedding = c.block_use_atom_edge_embedding
-        if self.use_atom_edge_embedding:
-            self.source_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
-            self.target_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
-            edge_channels_list[0] += 2 * edge_channels_list[-1]
+        edge_channels_list = self._init_atom_edge_embedding(c, edge_channels_list)
 
         extra = c.num_heads * c.attn_alpha_channels
         if c.use_gate_act:
@@ -115,12 +134,7 @@ class SO2EquivariantGraphAttention(nn.Module):
         self.proj = SO3Linear(c.num_heads * c.attn_value_channels, output_channels, lmax)
 
     def forward(self, x: torch.Tensor, edges: EdgeGeometry) -> torch.Tensor:
-        x_edge = edges.x_edge
-        if self.use_atom_edge_embedding:
-            z = edges.atomic_numbers
-            x_edge = torch.cat(
-                (x_edge, self.source_embedding(z[edges.source]), self.target_embedding(z[edges.target])), dim=1
-            )
+        x_edge = self.edge_features(edges)
         message = torch.cat((x[edges.source], x[edges.target]), dim=2)  # (E, (lmax+1)**2, 2C)
         if self.use_m_share_rad:
             weight = self.rad_func(x_edge).reshape(message.shape[0], self.num_degrees, message.shape[2])

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .attention import EdgeGeometry
+from .attention import EdgeFeatureBlock, EdgeGeometry
 from .radial import RadialMLP
 
 
-class EdgeDegreeEmbedding(nn.Module):
+class EdgeDegreeEmbedding(EdgeFeatureBlock):
     """Sum over incoming edges of radial-MLP m = 0 coefficients rotated back to the global frame.
 
     Output `(N, (lmax+1)**2, sphere_channels)`, divided by `rescale_factor` (the average degree).
@@ -21,21 +20,11 @@ class EdgeDegreeEmbedding(nn.Module):
         self.lmax = c.lmax
         self.sphere_channels = c.sphere_channels
         self.rescale_factor = rescale_factor
-        edge_channels_list = list(edge_channels_list)
-        self.use_atom_edge_embedding = c.block_use_atom_edge_embedding
-        if self.use_atom_edge_embedding:
-            self.source_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
-            self.target_embedding = nn.Embedding(c.max_num_elements, edge_channels_list[-1])
-            edge_channels_list[0] += 2 * edge_channels_list[-1]
+        edge_channels_list = self._init_atom_edge_embedding(c, edge_channels_list)
         self.rad_func = RadialMLP([*edge_channels_list, (c.lmax + 1) * c.sphere_channels])
 
     def forward(self, edges: EdgeGeometry) -> torch.Tensor:
-        x_edge = edges.x_edge
-        if self.use_atom_edge_embedding:
-            z = edges.atomic_numbers
-            x_edge = torch.cat(
-                (x_edge, self.source_embedding(z[edges.source]), self.target_embedding(z[edges.target])), dim=1
-            )
+        x_edge = self.edge_features(edges)
         m0 = self.rad_func(x_edge).reshape(-1, self.lmax + 1, self.sphere_channels)
         # the first lmax+1 edge-frame coefficients are the m = 0 ones (l = 0..lmax)
         if edges.envelope is not None:
