@@ -1,45 +1,48 @@
-"""Benchmark worker for fairchem 1.10 (runs in .venv-ref): time energy+forces of the 31M network.
+"""fairchem 1.10 side of benchmarks/compare_fairchem.py (runs in the reference venv, .venv-ref).
 
-Called by benchmarks/bench_calculator.py: `fairchem_bench_worker.py MANIFEST NATOMS REPEATS`; prints one JSON line.
-Builds fairchem's own model from the manifest config with the same seeded weights and runs it on the
-same structures through AtomsToGraphs + the model forward (what OCPCalculator does per call).
+    fairchem_bench_worker.py checkpoint MANIFEST PATH        write the seeded 31M checkpoint (fairchem's layout)
+    fairchem_bench_worker.py time CHECKPOINT SIZE REPEATS    time OCPCalculator energy + forces on one slab size
+
+Prints one JSON line. The checkpoint is fairchem's own model (built as OCPCalculator builds it) with every
+parameter drawn by tests/seeded_weights.py, saved by tools/make_golden.py's writer.
 """
 
 import json
 import sys
 
-import torch
-from bench_calculator import _time_calls, make_atoms
-from fairchem.core.common.registry import registry
-from fairchem.core.common.utils import setup_imports
-from fairchem.core.datasets import data_list_collater
-from fairchem.core.preprocessing import AtomsToGraphs
-from seeded_weights import seeded_state_dict
+from compare_fairchem import make_slab, time_calls, time_median
+from make_golden import make_calc, make_configs, save_checkpoint, seeded_checkpoint
+
+
+def write_checkpoint(path: str) -> dict:
+    checkpoint, params = seeded_checkpoint(make_configs()["eqV2_31M"])
+    save_checkpoint(checkpoint, path)
+    return {"path": path, "parameters": len(params)}
+
+
+def time_ocp_calculator(checkpoint: str, size: int, repeats: int) -> dict:
+    from fairchem.core.datasets import data_list_collater
+
+    calc = make_calc(checkpoint, seed=0)
+
+    def energy_forces(atoms) -> None:
+        calc.reset()
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        atoms.get_forces()
+
+    result = time_calls(energy_forces, size, repeats)
+    batch = data_list_collater([calc.a2g.convert(make_slab(size))], otf_graph=True)
+    result["graph_s"] = time_median(lambda: calc.trainer.model.generate_graph(batch), repeats)
+    return result
 
 
 def main() -> None:
-    manifest_path, natoms, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    manifest = json.load(open(manifest_path))
-    setup_imports()
-    model_section = manifest["config"]["model"]
-    attrs = dict(manifest["config"].get("model_attributes") or {}) if isinstance(model_section, str) else dict(model_section)
-    name = model_section if isinstance(model_section, str) else attrs.pop("name")
-    attrs.pop("name", None)
-    model = registry.get_model_class(name)(**attrs)
-    weights = seeded_state_dict(manifest["params"])
-    with torch.no_grad():
-        for key, param in model.named_parameters():
-            param.copy_(torch.from_numpy(weights[key]))
-    model.eval()
-    a2g = AtomsToGraphs(r_energy=False, r_forces=False, r_distances=False, r_pbc=True, r_edges=False)
-
-    def call(atoms):
-        batch = data_list_collater([a2g.convert(atoms)], otf_graph=True)
-        with torch.no_grad():
-            out = model(batch)
-        return float(out["energy"]), out["forces"].detach().numpy()
-
-    print(json.dumps(_time_calls(call, None, natoms, repeats)))
+    command, *args = sys.argv[1:]
+    if command == "checkpoint":
+        print(json.dumps(write_checkpoint(args[1])))
+    else:
+        print(json.dumps(time_ocp_calculator(args[0], int(args[1]), int(args[2]))))
 
 
 if __name__ == "__main__":

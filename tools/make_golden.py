@@ -24,7 +24,7 @@ What it does
    stored; ``tests/data/params_eqV2_31M.json`` lists its config, normalizers and
    parameter names/shapes so tests can rebuild the same weights.
 
-Options: ``--configs a,b`` (subset), ``--timing`` (31M timings / peak RSS only).
+Options: ``--configs a,b`` (subset). Speed vs fairchem: ``benchmarks/compare_fairchem.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import copy
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -910,49 +909,9 @@ def run_config(name, spec, structs):
     )
 
 
-def timing_31m(specs):
-    """fairchem time per energy+forces call for the 31M config (median of 3 after warmup)."""
-    import torch
-    from ase.build import bulk
-
-    ckpt, _ = seeded_checkpoint(specs["eqV2_31M"])
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "ckpt.pt"
-        save_checkpoint(ckpt, path)
-        del ckpt
-        calc = make_calc(path, 0)
-        results = {}
-        for reps in [(1, 1, 5), (2, 2, 3), (3, 3, 3)]:
-            at = bulk("Cu", "fcc", a=3.75, cubic=True).repeat(reps)
-            sym = at.get_chemical_symbols()
-            for i in range(0, len(at), 4):
-                sym[i] = "Au"
-            at.set_chemical_symbols(sym)
-            at.rattle(0.05, seed=3)
-            times = []
-            for k in range(4):
-                calc.reset()
-                a = at.copy()
-                a.calc = calc
-                t0 = time.perf_counter()
-                a.get_potential_energy()
-                a.get_forces()
-                times.append(time.perf_counter() - t0)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            results[len(at)] = (float(np.median(times[1:])), rss)
-            print(
-                f"31M timing: {len(at)} atoms: median {np.median(times[1:]):.2f}s "
-                f"(all {['%.2f' % t for t in times]}), peak RSS so far {rss:.0f} MB, "
-                f"threads {torch.get_num_threads()}",
-                flush=True,
-            )
-    return results
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default=None)
-    ap.add_argument("--timing", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
@@ -960,9 +919,6 @@ def main():
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     specs = make_configs()
-    if args.timing:
-        timing_31m(specs)
-        return
     DATA.mkdir(parents=True, exist_ok=True)
     structs = write_structures(build_structures(), DATA / "structures.traj")
     names = args.configs.split(",") if args.configs else list(specs)
