@@ -1,8 +1,8 @@
 """`eqv2 demo`: the package's main jobs on a fresh machine with the embedded demo model, in under a minute.
 
 Each section runs one workflow, prints what a user wants to see and draws one row (two panels) of the
-summary figure `eqv2_demo.png`. Add a workflow (e.g. an adsorbate screen) by appending a section
-maker to `SECTIONS`.
+summary figure `eqv2_demo.png`: a relaxation, an MD run and a small AdsorbML adsorbate screen. Add a
+workflow by appending a section maker to `SECTIONS`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.build import add_adsorbate, fcc111, molecule
+from ase.build import add_adsorbate, bulk, fcc111, molecule
 from ase.calculators.calculator import Calculator
 from ase.constraints import FixAtoms
 
@@ -33,6 +33,12 @@ RELAX_FMAX = 0.05  # eV/Angstrom
 RELAX_STEPS = 200
 # Cu(111) slab MD: NVE from 300 K Maxwell-Boltzmann velocities, 1 fs steps.
 MD_TEMPERATURE_K, MD_TIMESTEP_FS, MD_STEPS, MD_LOGINTERVAL = 300.0, 1.0, 100, 5
+# Adsorbate screen: *O on Cu(111) cut from bulk Cu (EMT lattice constant, Angstrom) as a 3x3 cell of
+# 3 layers with 8 A vacuum (a thin, CPU-sized version of OC20's slabs), heuristic sites + 4 random placements.
+SCREEN_ADSORBATE = "*O"
+SCREEN_CU_LATTICE_A = 3.59
+SCREEN_SLAB_SIZE_A, SCREEN_VACUUM_A, SCREEN_MIN_AB_A = 5.0, 8.0, 7.0
+SCREEN_NUM_RANDOM, SCREEN_TOP_K = 4, 3
 
 
 @dataclass
@@ -81,8 +87,38 @@ def md_section(calc: Calculator) -> DemoSection:
     return DemoSection("Cu(111) slab: molecular dynamics", lines, lambda axes: plot_md(result, axes))
 
 
-# The demo's workflows, in order; the AdsorbML adsorbate screen appends its section maker here.
-SECTIONS: list[Callable[[Calculator], DemoSection]] = [relax_section, md_section]
+def adsorbate_screen_section(calc: Calculator, out_dir: Path) -> DemoSection:
+    """A small AdsorbML screen: *O on a 3x3x3 Cu(111) slab, heuristic sites plus a few random placements,
+    relaxed together with `relax_many`; results and plot written to `out_dir/adsorbml`."""
+    from .adsorbml import SlabSettings, build_slabs, screen, summary_lines, write_results
+    from .adsorbml.report import plot_energies, plot_structure
+
+    title = f"{SCREEN_ADSORBATE} on Cu(111): a small adsorbate screen (AdsorbML)"
+    if not isinstance(calc, EquiformerV2Calculator):  # relax_many batches EquiformerV2 models only
+        return DemoSection(title, [f"skipped: needs an EquiformerV2 model, not {type(calc).__name__}"],
+                           lambda axes: [ax.axis("off") for ax in axes])
+    settings = SlabSettings(SCREEN_SLAB_SIZE_A, SCREEN_VACUUM_A, SCREEN_MIN_AB_A)
+    slab = build_slabs(bulk("Cu", "fcc", a=SCREEN_CU_LATTICE_A), (1, 1, 1), settings=settings)[0]
+    system = screen(slab, SCREEN_ADSORBATE, calc, num_random=SCREEN_NUM_RANDOM, fmax=RELAX_FMAX, steps=RELAX_STEPS,
+                    progress=False)[0]
+    paths = write_results([system], out_dir / "adsorbml", top_k=SCREEN_TOP_K)
+    lines = summary_lines([system], SCREEN_TOP_K) + [f"results: {paths['csv']}, plot: {paths['figure']}"]
+    best = system.best
+
+    def draw(axes: tuple) -> None:
+        plot_energies(system, axes[0])
+        if best is not None:
+            plot_structure(best.atoms, axes[1], f"best: {best.placement.site.kind} site")
+
+    return DemoSection(title, lines, draw)
+
+
+# The demo's workflows, in order; each gets the calculator and the output directory.
+SECTIONS: list[Callable[[Calculator, Path], DemoSection]] = [
+    lambda calc, out_dir: relax_section(calc),
+    lambda calc, out_dir: md_section(calc),
+    adsorbate_screen_section,
+]
 
 
 def run_demo(
@@ -99,9 +135,11 @@ def run_demo(
 
     echo(DEMO_NOTICE)
     calc = model if isinstance(model, Calculator) else EquiformerV2Calculator(model, device=device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for make in SECTIONS:
-        section = make(calc)
+        section = make(calc, out_dir)
         echo(f"\n== {section.title}")
         for line in section.lines:
             echo(f"   {line}")
@@ -110,8 +148,6 @@ def run_demo(
     for section, row in zip(sections, axes):
         section.draw(tuple(row))
     fig.suptitle("eqv2 demo (EMT-trained demo model, not DFT)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / FIGURE_NAME
     fig.savefig(path, dpi=120)
     plt.close(fig)

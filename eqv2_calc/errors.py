@@ -49,3 +49,27 @@ class ModelNotice(UserWarning):
 
 class DomainWarning(UserWarning):
     """The input structure does not look like the structures the model was trained on."""
+
+
+class SlabError(EquiformerV2Error, ValueError):
+    """No usable slab: the bulk cannot be cut along the Miller index, or the slab has no surface atoms."""
+
+
+class AdsorbateError(EquiformerV2Error, ValueError):
+    """An adsorbate is unknown, has no (or an invalid) binding atom, or cannot be placed without overlap."""
+
+
+class UnsupportedElementError(InvalidStructureError):
+    """The structure holds an element the chosen model was not trained on."""
+
+
+class ClusterError(EquiformerV2Error, ConnectionError):
+    """Ray is not installed, or the Ray cluster address cannot be reached or joined."""
+
+
+class WorkerError(EquiformerV2Error, RuntimeError):
+    """Model-holding workers cannot load the checkpoint, cannot be scheduled, or have all died."""
+
+
+class ResultsDirError(EquiformerV2Error, ValueError):
+    """A results directory holds another job's results (or files that are not results)."""
