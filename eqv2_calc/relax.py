@@ -84,7 +84,7 @@ def _check_cell_relaxation(atoms: Atoms, properties: Iterable[str]) -> None:
         raise ValueError(f"relax_cell needs a structure periodic along all three axes, got pbc={atoms.pbc.tolist()}")
 
 
-def _frozen(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None) -> Atoms:
+def frozen_copy(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None) -> Atoms:
     """A copy of `atoms` carrying its final results in a `SinglePointCalculator`."""
     out = atoms.copy()
     results = {"energy": energy, "free_energy": energy, "forces": forces}
@@ -136,7 +136,7 @@ def relax(
     opt.attach(record, interval=1)
     converged = bool(opt.run(fmax=fmax, steps=steps))
     stress = atoms.get_stress() if "stress" in atoms.calc.results else None
-    final = _frozen(atoms, energies[-1], atoms.get_forces(apply_constraint=False), stress)
+    final = frozen_copy(atoms, energies[-1], atoms.get_forces(apply_constraint=False), stress)
     return RelaxResult(final, energies[-1], converged, int(opt.nsteps), fmaxes[-1], energies, fmaxes)
 
 
@@ -357,7 +357,7 @@ def relax_many(
             done = converged | (state.steps >= steps)
             for b in torch.nonzero(done).view(-1).tolist():
                 p = predictions[b]
-                result = RelaxResult(_frozen(state.atoms[b], p.energy, p.forces, p.stress), p.energy,
+                result = RelaxResult(frozen_copy(state.atoms[b], p.energy, p.forces, p.stress), p.energy,
                                      bool(converged[b]), int(state.steps[b]), float(largest[b]),
                                      state.energies[b], state.fmaxes[b])
                 results[state.index[b]] = result
