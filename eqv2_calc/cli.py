@@ -65,6 +65,26 @@ def _write_structures(path: str, structures: list) -> None:
         write(path, structures, format="extxyz")
 
 
+def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], task) -> int:
+    """--results / --ray: a chunked, resumable run on model-holding workers (`eqv2_calc.scale`)."""
+    from .scale import Job, run
+
+    if not args.results:
+        raise ValueError("--ray needs --results DIR, the folder the results are written to chunk by chunk")
+    if not args.ray and (args.workers or args.cpus_per_worker != 1):
+        raise ValueError("--workers and --cpus-per-worker need --ray; without it the chunks run in this process")
+    job = Job(structures, labels, task, _model(args), chunk_size=args.chunk_size)
+    try:
+        summary = run(job, args.results, ray=args.ray, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                      device=args.device, max_retries=args.retries, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"eqv2: interrupted; finished chunks are kept in {args.results}: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print("\n".join(summary.lines()))
+    return 0 if summary.status == "complete" and not summary.failed_structures else 1
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
@@ -74,6 +94,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict
 
     structures, labels = _read_inputs(args.structures)
+    if args.results or args.ray:
+        from .scale import predict_task
+
+        return _run_scaled(args, structures, labels, predict_task(args.batch_size))
     results = predict(structures, _model(args), batch_size=args.batch_size, device=args.device,
                       progress=not args.quiet)
     records = []
@@ -109,7 +133,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_relax(args: argparse.Namespace) -> int:
     from .relax import plot_relaxation, relax, relax_many
 
-    structures, labels = _read_inputs([args.structure])
+    structures, labels = _read_inputs(args.structure)
+    if args.results or args.ray:
+        from .scale import relax_task
+
+        return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size))
+    if not args.output:
+        raise ValueError("relax needs -o/--output FILE (or --results DIR for a chunked, resumable run)")
     if args.batch:
         results = relax_many(structures, _model(args), fmax=args.fmax, steps=args.steps, relax_cell=args.cell,
                              batch_size=args.batch_size, device=args.device, progress=not args.quiet)
@@ -155,6 +185,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(args.output, _model(args), device=args.device)
     return 0
+
+
+def _cmd_adsorb(args: argparse.Namespace) -> int:
+    from .adsorbml import SlabSettings, run_adsorbml, summary_lines, write_results
+
+    if args.systems:
+        return _adsorb_systems(args)
+    if not (args.bulk and args.adsorbate):
+        raise ValueError("adsorb needs --bulk and --adsorbate, or --systems FILE")
+    settings = SlabSettings(min_slab_size=args.min_slab_size, min_ab=args.min_ab)
+    systems = run_adsorbml(args.bulk, args.adsorbate, _model(args), miller=args.miller, max_miller=args.max_miller,
+                           slab_settings=settings, binding_indices=args.binding_atoms, num_random=args.num_random,
+                           fmax=args.fmax, steps=args.steps, batch_size=args.batch, seed=args.seed,
+                           device=args.device, progress=not args.quiet)
+    for line in summary_lines(systems, args.top_k):
+        print(line)
+    paths = write_results(systems, args.output, args.top_k, plot=args.plot)
+    print(f"wrote {paths['csv']}, {paths['json']} and the top-{args.top_k} structures in {paths['top']}")
+    if args.plot:
+        print(f"plot: {paths['figure']}")
+    return 0 if any(s.best is not None for s in systems) else 1
+
+
+def _adsorb_systems(args: argparse.Namespace) -> int:
+    """`eqv2 adsorb --systems FILE`: one screen per row, chunked and resumable (results in --results or -o)."""
+    from .scale.adsorb import adsorb_task, read_systems
+
+    bulks, labels, skipped = read_systems(args.systems)
+    for problem in skipped:
+        print(f"eqv2: {problem}", file=sys.stderr)
+    if not bulks:
+        raise ValueError(f"{args.systems}: no row could be used")
+    args.results = args.results or args.output
+    task = adsorb_task(num_random=args.num_random, fmax=args.fmax, steps=args.steps, batch_size=args.batch,
+                       seed=args.seed, min_slab_size=args.min_slab_size, min_ab=args.min_ab)
+    return _run_scaled(args, bulks, labels, task) or int(bool(skipped))
 
 
 def _size(entry: hub.ModelEntry) -> str:
@@ -269,6 +335,23 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or step logs")
 
 
+def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scale out (chunked and resumable; README 'Scale out')")
+    group.add_argument("--results", metavar="DIR", help="write results chunk by chunk into DIR (results.csv, "
+                       "structures.extxyz, summary.json); running the same command again skips finished chunks; relax runs the "
+                       "batched FIRE of --batch")
+    group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray workers: no ADDRESS "
+                       "starts a local cluster, 'auto' joins the one on this machine, or HOST:PORT / ray://HOST:PORT "
+                       "(put --ray after the files, or write --ray=ADDRESS); needs pip install 'eqv2-calc[ray]'")
+    group.add_argument("--workers", type=int, help="model-holding Ray workers (default: one per GPU, else one per "
+                       "--cpus-per-worker cores)")
+    group.add_argument("--cpus-per-worker", type=int, default=1, help="cores (torch threads) per Ray worker "
+                       "(default 1)")
+    group.add_argument("--chunk-size", type=int, help="work items per chunk sent to a worker (default 32; 1 for "
+                       "adsorb --systems)")
+    group.add_argument("--retries", type=int, default=2, help="times a failed chunk is retried (default 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eqv2", description="EquiformerV2 for ASE: run released eqV2 checkpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,11 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "energies, forces, stresses)")
     predict.add_argument("--batch-size", type=int, default=16, help="structures per model call (default 16)")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_scale_options(predict)
     predict.set_defaults(func=_cmd_predict)
     relax = sub.add_parser("relax", help="relax the structures of a file (ASE optimizer, or batched FIRE with --batch)")
     _add_model_options(relax)
-    relax.add_argument("structure", help="structure file; every frame is relaxed")
-    relax.add_argument("-o", "--output", required=True, help="relaxed structures (extxyz unless the extension says)")
+    relax.add_argument("structure", nargs="+", help="structure files; every frame is relaxed")
+    relax.add_argument("-o", "--output", help="relaxed structures (extxyz unless the extension says); "
+                       "not with --results, which writes its own")
     relax.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
     relax.add_argument("--steps", type=int, default=500, help="most optimizer steps per structure (default 500)")
     relax.add_argument("--cell", action="store_true", help="also relax the cell (needs a stress model)")
@@ -295,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     relax.add_argument("--batch", action="store_true", help="relax all frames together with the batched FIRE")
     relax.add_argument("--batch-size", type=int, default=32, help="structures per batch with --batch (default 32)")
     relax.add_argument("--plot", help="PNG of energy and max force per step")
+    _add_scale_options(relax)
     relax.set_defaults(func=_cmd_relax)
     md = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) of the last structure of a file")
     _add_model_options(md)
@@ -310,7 +396,34 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0, help="seed of the initial velocities / thermostat (default 0)")
     md.add_argument("--plot", help="PNG of energy and temperature against time")
     md.set_defaults(func=_cmd_md)
-    demo = sub.add_parser("demo", help="relax CO on Cu(111) and run MD of a Cu slab with the demo model; saves a plot")
+    adsorb = sub.add_parser("adsorb", help="AdsorbML: place an adsorbate on slabs of a bulk, relax all placements "
+                            "in batches, rank them, adsorption energies and top-k structures for DFT")
+    _add_model_options(adsorb)
+    adsorb.add_argument("--bulk", help="bulk crystal file (CIF, POSCAR, ...); or --systems")
+    adsorb.add_argument("--miller", type=int, nargs=3, metavar=("H", "K", "L"),
+                        help="surface; default: every distinct one up to --max-miller")
+    adsorb.add_argument("--max-miller", type=int, default=1, help="largest Miller index enumerated (default 1)")
+    adsorb.add_argument("--adsorbate", help="OC20 name (*CO, *OH, *O2H, ...) or a molecule file; or --systems")
+    adsorb.add_argument("--systems", metavar="CSV", help="many systems: a CSV with columns bulk, miller, adsorbate "
+                        "(optional binding_atoms), one screen per row, best placement per row in DIR/results.csv "
+                        "(DIR: --results, else -o); see README 'Scale out'")
+    adsorb.add_argument("--binding-atoms", type=int, nargs="+", metavar="I",
+                        help="0-based indices of the binding atom(s) of a molecule file")
+    adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")
+    adsorb.add_argument("--num-random", type=int, default=20, help="random placements per slab (default 20; "
+                        "AdsorbML used 100)")
+    adsorb.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
+    adsorb.add_argument("--steps", type=int, default=300, help="most FIRE steps per structure (default 300)")
+    adsorb.add_argument("--batch", type=int, default=32, help="structures relaxed together (default 32)")
+    adsorb.add_argument("--min-slab-size", type=float, default=7.0, help="slab thickness, A (default 7, OC20)")
+    adsorb.add_argument("--min-ab", type=float, default=8.0, help="smallest in-plane cell length, A (default 8, OC20)")
+    adsorb.add_argument("--seed", type=int, default=0, help="seed of the placements (default 0)")
+    adsorb.add_argument("-o", "--output", default="adsorbml", help="output directory (default adsorbml)")
+    adsorb.add_argument("--plot", action="store_true", help="also save adsorbml.png (energies and top structures)")
+    _add_scale_options(adsorb)
+    adsorb.set_defaults(func=_cmd_adsorb)
+    demo = sub.add_parser("demo", help="relax CO on Cu(111), MD of a Cu slab and a small *O/Cu(111) adsorbate "
+                          "screen with the demo model; saves a plot")
     _add_model_options(demo)
     demo.add_argument("-o", "--output", default=".", help="directory of the plot (default: current directory)")
     demo.set_defaults(func=_cmd_demo)

@@ -104,3 +104,35 @@ def test_bad_files_get_one_line_errors(tmp_path) -> None:
             assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     optimizer = eqv2("relax", "--model", CHECKPOINT, str(_slab_file(tmp_path)), "-o", "x.xyz", "--optimizer", "Nope")
     assert optimizer.returncode == 2 and "unknown optimizer" in optimizer.stderr
+
+
+def test_adsorb_screens_and_writes_results(tmp_path) -> None:
+    write(tmp_path / "Cu.cif", bulk("Cu", "fcc", a=3.59))
+    out = tmp_path / "screen"
+    run = eqv2("adsorb", "--bulk", str(tmp_path / "Cu.cif"), "--miller", "1", "1", "1", "--adsorbate", "*O",
+               "--top-k", "2", "--num-random", "1", "--steps", "5", "--min-slab-size", "5", "--min-ab", "5",
+               "--device", "cpu", "--quiet", "-o", str(out), "--plot")
+    assert run.returncode == 0, run.stderr
+    assert "(1,1,1) *O" in run.stdout and "E_ads (eV)" in run.stdout and "EMT gas references" in run.stdout
+    assert (out / "adsorbml.csv").is_file() and (out / "adsorbml.json").is_file() and (out / "adsorbml.png").is_file()
+    assert len(list((out / "top").glob("*.POSCAR"))) == 2
+
+
+def test_adsorb_bad_inputs_get_one_line_errors(tmp_path) -> None:
+    from ase.build import molecule
+
+    write(tmp_path / "Cu.cif", bulk("Cu", "fcc", a=3.59))
+    write(tmp_path / "Fe.cif", bulk("Fe", "fcc", a=3.6))
+    write(tmp_path / "water.xyz", molecule("H2O"))
+    common = ["--miller", "1", "1", "1", "--min-slab-size", "5", "--min-ab", "5", "-o", str(tmp_path / "o")]
+    cases = {
+        ("Cu.cif", "*XY"): "unknown adsorbate",
+        ("Cu.cif", str(tmp_path / "water.xyz")): "no binding atom",
+        ("Fe.cif", "*O"): "Fe",
+        ("missing.cif", "*O"): "no such file",
+    }
+    for (bulk_file, adsorbate), message in cases.items():
+        run = eqv2("adsorb", "--bulk", str(tmp_path / bulk_file), "--adsorbate", adsorbate, *common)
+        assert run.returncode == 2, (bulk_file, adsorbate, run.stderr)
+        assert message in run.stderr and "Traceback" not in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
