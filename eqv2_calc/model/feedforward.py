@@ -25,12 +25,13 @@ class FeedForwardNetwork(nn.Module):
         self.gating_linear = None
         if c.use_grid_mlp:
             if c.use_sep_s2_act:
-                self.scalar_mlp = nn.Sequential(nn.Linear(c.sphere_channels, hidden), nn.SiLU())
+                self.scalar_mlp = nn.Sequential(nn.Linear(c.sphere_channels, hidden), nn.SiLU(inplace=True))
+            # in-place SiLU on each Linear's fresh output: faster on CPU, same numbers
             self.grid_mlp = nn.Sequential(
                 nn.Linear(hidden, hidden, bias=False),
-                nn.SiLU(),
+                nn.SiLU(inplace=True),
                 nn.Linear(hidden, hidden, bias=False),
-                nn.SiLU(),
+                nn.SiLU(inplace=True),
                 nn.Linear(hidden, hidden, bias=False),
             )
         elif c.use_gate_act:
