@@ -82,7 +82,6 @@ def md_section(calc: Calculator) -> DemoSection:
     lines = [
         f"{MD_STEPS} NVE steps of {MD_TIMESTEP_FS:g} fs: energy drift {1000 * result.energy_drift_eV_per_atom:+.3f} "
         f"meV/atom, temperature {temperatures.mean():.0f} +- {temperatures.std():.0f} K",
-        f"neighbour searches: {result.graph_builds} for {result.graph_calls} evaluations (Verlet skin)",
     ]
     return DemoSection("Cu(111) slab: molecular dynamics", lines, lambda axes: plot_md(result, axes))
 

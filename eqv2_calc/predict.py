@@ -26,8 +26,10 @@ from .structures import StructureLike, to_atoms_list
 # The small model trained by us on EMT data and shipped inside the package (not DFT: a demo).
 DEMO_MODEL = "eqV2-demo-EMT"
 # Verlet skin (Angstrom) of the calculator's graph reuse: edges are searched to cutoff + skin and
-# reused until an atom has moved skin / 2. 1 Angstrom holds ~20-50 MD steps of a metal at 300-1000 K.
-DEFAULT_SKIN = 1.0
+# reused until an atom has moved skin / 2 (1 Angstrom holds ~20-50 MD steps of a metal at 300-1000 K).
+# Off by default: our neighbour search costs 1-3 ms per call on a CPU, no more than filtering the stored
+# candidate edges (benchmarks/bench_md.py), so reuse saves nothing there.
+DEFAULT_SKIN = 0.0
 # Structures per graph in `predict`.
 DEFAULT_BATCH_SIZE = 16
 

@@ -1,0 +1,99 @@
+"""Acceptance checks of the embedded demo model against EMT (issue: training and the demo model).
+
+1. Relaxation: the held-out (test-split) slab + adsorbate systems of the default EMT dataset
+   (`eqv2 data emt`: 500 systems, seed 0), built as the generator builds them, relaxed with BFGS by the demo
+   model and, separately, by EMT. Pass: EMT energy at the demo-relaxed geometry within `--tolerance`
+   (0.05 eV) of the EMT-relaxed energy, for >= 90 % of the systems.
+2. NVE: a Cu(111) 3x3x4 slab from 300 K, `--nve-steps` (2000) steps of 1 fs with the demo model.
+   Pass: |E_total(end) - E_total(start)| and the largest excursion below 1 meV/atom.
+
+    python benchmarks/demo_acceptance.py [--model eqV2-demo-EMT] [--max-systems 40] [--nve-steps 2000]
+        [--out benchmarks/results/demo_acceptance.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.build import fcc111
+from ase.calculators.emt import EMT
+
+from eqv2_calc.calculator import EquiformerV2Calculator
+from eqv2_calc.data.emt import build_adsorbate_system, system_specs
+from eqv2_calc.md import run_md
+from eqv2_calc.predict import DEMO_MODEL
+from eqv2_calc.relax import relax
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET_SYSTEMS, DATASET_SEED = 500, 0  # `eqv2 data emt` defaults: the demo model's training data
+
+
+def held_out_systems(limit: int) -> list:
+    """Initial geometries of the test-split adsorbate systems (the generator's own random streams)."""
+    specs = [s for s in system_specs(DATASET_SYSTEMS, DATASET_SEED) if s.split == "test" and s.kind == "adsorbate"]
+    systems = []
+    for spec in specs[:limit]:
+        atoms = build_adsorbate_system(spec, np.random.default_rng([DATASET_SEED, spec.index]))
+        atoms.info = {"system_id": spec.system_id}
+        systems.append(atoms)
+    return systems
+
+
+def relaxation_check(calc: EquiformerV2Calculator, systems: list, fmax: float, steps: int, tolerance: float) -> dict:
+    rows = []
+    for atoms in systems:
+        model_relaxed = relax(atoms, calc, fmax=fmax, steps=steps, optimizer="BFGS")
+        emt_relaxed = relax(atoms, EMT(), fmax=fmax, steps=steps, optimizer="BFGS")
+        at_model_geometry = model_relaxed.atoms.copy()
+        at_model_geometry.calc = EMT()
+        error = at_model_geometry.get_potential_energy() - emt_relaxed.energy
+        rows.append({"system": atoms.info["system_id"], "natoms": len(atoms), "error_eV": float(error),
+                     "model_converged": model_relaxed.converged, "emt_converged": emt_relaxed.converged})
+    passed = sum(abs(r["error_eV"]) <= tolerance for r in rows)
+    return {"systems": len(rows), "within_tolerance": passed, "fraction": passed / max(len(rows), 1),
+            "tolerance_eV": tolerance, "median_abs_error_eV": float(np.median([abs(r["error_eV"]) for r in rows])),
+            "rows": rows}
+
+
+def nve_check(calc: EquiformerV2Calculator, steps: int) -> dict:
+    slab = fcc111("Cu", size=(3, 3, 4), vacuum=8.0)
+    result = run_md(slab, calc, ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=steps,
+                    loginterval=max(steps // 100, 1), seed=0)
+    energies = np.array([frame.energy for frame in result.log]) / len(slab)
+    return {"steps": steps, "natoms": len(slab), "drift_meV_per_atom": 1000 * float(energies[-1] - energies[0]),
+            "max_excursion_meV_per_atom": 1000 * float(np.abs(energies - energies[0]).max()),
+            "mean_temperature_K": float(np.mean([frame.temperature_K for frame in result.log]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEMO_MODEL)
+    parser.add_argument("--max-systems", type=int, default=40)
+    parser.add_argument("--fmax", type=float, default=0.05)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--nve-steps", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo_acceptance.json")
+    args = parser.parse_args()
+    calc = EquiformerV2Calculator(args.model, device="cpu")
+    start = time.perf_counter()
+    relaxation = relaxation_check(calc, held_out_systems(args.max_systems), args.fmax, args.steps, args.tolerance)
+    nve = nve_check(calc, args.nve_steps)
+    print(f"relaxation: {relaxation['within_tolerance']}/{relaxation['systems']} held-out slab+adsorbate systems "
+          f"within {args.tolerance} eV of the EMT minimum ({relaxation['fraction']:.0%}; goal >= 90%), median "
+          f"|error| {relaxation['median_abs_error_eV']:.3f} eV")
+    print(f"NVE {nve['steps']} x 1 fs, Cu(111) {nve['natoms']} atoms, ~{nve['mean_temperature_K']:.0f} K: drift "
+          f"{nve['drift_meV_per_atom']:+.3f} meV/atom, max excursion {nve['max_excursion_meV_per_atom']:.3f} meV/atom "
+          f"(goal < 1)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": args.model, "seconds": time.perf_counter() - start,
+                                    "relaxation": relaxation, "nve": nve}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
