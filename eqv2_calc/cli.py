@@ -88,10 +88,8 @@ def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], t
 def _cmd_predict(args: argparse.Namespace) -> int:
     import csv
 
-    import numpy as np
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from .predict import predict
+    from .predict import STRESS_COLUMNS, predict
+    from .relax import frozen_copy
 
     structures, labels = _read_inputs(args.structures)
     if args.results or args.ray:
@@ -103,17 +101,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     records = []
     for label, atoms, r in zip(labels, structures, results):
         record = {"structure": label, "formula": atoms.get_chemical_formula(), "natoms": len(atoms),
-                  "energy": r.energy, "fmax": float(np.linalg.norm(r.forces, axis=1).max())}
+                  "energy": r.energy, "fmax": r.fmax}
         if r.stress is not None:
             record["stress"] = r.stress.tolist()
         records.append(record)
-        atoms.calc = SinglePointCalculator(atoms, energy=r.energy, free_energy=r.energy, forces=r.forces,
-                                           **({"stress": r.stress} if r.stress is not None else {}))
+    structures = [frozen_copy(atoms, r.energy, r.forces, r.stress) for atoms, r in zip(structures, results)]
     if args.output and args.output.lower().endswith(".csv"):
         with open(args.output, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["structure", "formula", "natoms", "energy_eV", "fmax_eV_per_A"]
-                            + [f"stress_{c}_eV_per_A3" for c in ("xx", "yy", "zz", "yz", "xz", "xy")])
+            writer.writerow(["structure", "formula", "natoms", "energy_eV", "fmax_eV_per_A", *STRESS_COLUMNS])
             for r in records:
                 writer.writerow([r["structure"], r["formula"], r["natoms"], r["energy"], r["fmax"],
                                  *r.get("stress", [""] * 6)])

@@ -30,6 +30,8 @@ DEMO_MODEL = "eqV2-demo-EMT"
 # Off by default: our neighbour search costs 1-3 ms per call on a CPU, no more than filtering the stored
 # candidate edges (benchmarks/bench_md.py), so reuse saves nothing there.
 DEFAULT_SKIN = 0.0
+# Table columns of a Voigt stress (`Prediction.stress`), eV/Angstrom^3
+STRESS_COLUMNS = tuple(f"stress_{c}_eV_per_A3" for c in ("xx", "yy", "zz", "yz", "xz", "xy"))
 # Structures per graph in `predict`.
 DEFAULT_BATCH_SIZE = 16
 
@@ -73,6 +75,11 @@ class Prediction:
     energy: float
     forces: np.ndarray
     stress: np.ndarray | None = None
+
+    @property
+    def fmax(self) -> float:
+        """Largest force norm, eV/Angstrom (constraints not applied)."""
+        return float(np.linalg.norm(self.forces, axis=1).max())
 
 
 class GraphBuilder:

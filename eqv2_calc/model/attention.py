@@ -49,6 +49,7 @@ class EdgeGeometry:
         num_nodes: int,
         envelope: torch.Tensor | None = None,
     ) -> None:
+        self.edge_index = edge_index  # (2, E) [source; target]
         self.source, self.target = edge_index[0], edge_index[1]
         self.to_edge = to_edge  # (E, n_m, (lmax+1)**2)
         self.from_edge = from_edge  # (E, (lmax+1)**2, n_m)
@@ -69,7 +70,7 @@ class EdgeGeometry:
     def narrow(self, edges: slice) -> EdgeGeometry:
         """The same geometry restricted to a slice of edges (views, no copies)."""
         envelope = None if self.envelope is None else self.envelope[edges]
-        return EdgeGeometry(torch.stack((self.source[edges], self.target[edges])), self.to_edge[edges],
+        return EdgeGeometry(self.edge_index[:, edges], self.to_edge[edges],
                             self.from_edge[edges], self.x_edge[edges], self.atomic_numbers, self.num_nodes, envelope)
 
 

@@ -13,17 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from ase import Atoms
 
 from ..calculator import EquiformerV2Calculator
-from ..predict import DEFAULT_BATCH_SIZE, predict
+from ..predict import DEFAULT_BATCH_SIZE, STRESS_COLUMNS, predict
 from ..relax import DEFAULT_FMAX, DEFAULT_RELAX_BATCH, DEFAULT_STEPS, frozen_copy, relax_many
 
 ItemResult = tuple[dict[str, Any], Atoms | None]
 DEFAULT_CHUNK_SIZE = 32  # structures per chunk: enough to fill a batch, small enough to retry cheaply
-STRESS_COLUMNS = tuple(f"stress_{c}_eV_per_A3" for c in ("xx", "yy", "zz", "yz", "xz", "xy"))
 PREDICT_COLUMNS = ("energy_eV", "fmax_eV_per_A", *STRESS_COLUMNS)
 RELAX_COLUMNS = ("energy_eV", "fmax_eV_per_A", "converged", "steps")
 
@@ -61,7 +59,7 @@ def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batc
     for atoms, p in zip(structures, predict(structures, calc.potential, batch_size=batch_size, progress=False,
                                             **placement(calc))):
         stress = p.stress.tolist() if p.stress is not None else [None] * len(STRESS_COLUMNS)
-        row = {"energy_eV": p.energy, "fmax_eV_per_A": float(np.linalg.norm(p.forces, axis=1).max()),
+        row = {"energy_eV": p.energy, "fmax_eV_per_A": p.fmax,
                **dict(zip(STRESS_COLUMNS, stress))}
         out.append((row, frozen_copy(atoms, p.energy, p.forces, p.stress)))
     return out
