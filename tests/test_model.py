@@ -125,6 +125,26 @@ def test_batch_equals_single_evaluations(potential: Potential, crystal: Atoms) -
     assert np.allclose(batch["forces"], np.concatenate([one["forces"], two["forces"]]), atol=1e-5)
 
 
+def test_edge_chunks_give_the_same_result_and_only_without_autograd(potential: Potential, crystal: Atoms,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU attention runs edges in chunks under no_grad only; chunked and whole sums agree."""
+    from eqv2_calc.model import attention
+
+    monkeypatch.setitem(attention.EDGE_CHUNK, "cpu", 7)
+    graph = potential.make_graph(crystal)
+    num_edges = graph.edge_index.shape[1]
+    edges = attention.EdgeGeometry(graph.edge_index, torch.empty(num_edges, 1, 1), torch.empty(num_edges, 1, 1),
+                                   torch.empty(num_edges, 1), graph.atomic_numbers, len(crystal))
+    with torch.no_grad():
+        assert len(edges.chunks()) == -(-num_edges // 7)
+        chunked = evaluate(potential, crystal)
+    assert len(edges.chunks()) == 1  # autograd records: one chunk (a slice's backward is O(E))
+    monkeypatch.setitem(attention.EDGE_CHUNK, "cpu", num_edges)
+    whole = evaluate(potential, crystal)
+    assert np.allclose(chunked["energy"], whole["energy"], atol=1e-10)
+    assert np.allclose(chunked["forces"], whole["forces"], atol=1e-10)
+
+
 def test_isolated_atom_is_finite(potential: Potential) -> None:
     out = evaluate(potential, Atoms("Cu", positions=[[0, 0, 0]]))
     assert np.isfinite(out["energy"]).all() and np.abs(out["forces"]).max() == 0.0

@@ -17,7 +17,7 @@ from eqv2_calc.data.dataset import DatasetError, load_structures
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
-from eqv2_calc.train.loop import learning_rate
+from eqv2_calc.train.loop import learning_rate, loss_terms
 
 TINY_MODEL = dict(
     num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2, attn_alpha_channels=4,
@@ -75,6 +75,15 @@ def test_schedule_warms_up_then_decays() -> None:
     assert rates[-1] == pytest.approx(1e-5, rel=0.05) and all(x >= y for x, y in zip(rates[10:], rates[11:]))
 
 
+def test_huber_loss_is_quadratic_below_delta_and_linear_above() -> None:
+    labels = {"energy": torch.tensor([1.0, 2.0]), "natoms": torch.tensor([1.0, 2.0]), "forces": torch.zeros(3, 3)}
+    pred = {"energy": torch.tensor([1.001, 2.0]), "forces": torch.full((3, 3), 0.5)}
+    mse, huber = loss_terms(pred, labels), loss_terms(pred, labels, "huber", 0.01)
+    assert mse["energy"] == pytest.approx(0.5 * 0.001**2, rel=1e-3) and mse["forces"] == pytest.approx(0.25)
+    assert huber["energy"] == pytest.approx(0.5 * 0.5 * 0.001**2, rel=1e-3)  # 0.5 err^2 below delta, per atom
+    assert huber["forces"] == pytest.approx(0.01 * (0.5 - 0.5 * 0.01))  # delta (|err| - delta / 2) above
+
+
 def test_finetune_from_checkpoint(tiny_db: Path, tmp_path: Path) -> None:
     first = Trainer(tiny_config(tiny_db, tmp_path / "a", epochs=1)).fit()
     tuned = Trainer(tiny_config(tiny_db, tmp_path / "b", epochs=1, model={}, finetune_from=str(first)))
@@ -85,6 +94,8 @@ def test_finetune_from_checkpoint(tiny_db: Path, tmp_path: Path) -> None:
 def test_bad_training_input(tiny_db: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig.from_yaml(_write(tmp_path / "bad.yaml", f"data: {tiny_db}\nlearning_rate: 0.1\n"))
+    with pytest.raises(ConfigError, match="loss='l1'"):
+        tiny_config(tiny_db, tmp_path / "c", loss="l1")
     with pytest.raises(DatasetError, match="Cu|Ag|Au|Ni|Pd|Pt|Al"):
         Trainer(tiny_config(tiny_db, tmp_path / "c", model={**TINY_MODEL, "max_num_elements": 10}))
     with pytest.raises(DatasetError, match="split"):

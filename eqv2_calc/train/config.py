@@ -11,13 +11,17 @@ import yaml
 
 from ..errors import ConfigError
 
+LOSSES = ("mse", "huber")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """What to train on, which network, and how.
 
-    Units: learning rates per step; loss weights multiply mean squared errors of energy per atom
-    (eV/atom)^2, force components (eV/Angstrom)^2 and stress components (eV/Angstrom^3)^2.
+    Units: learning rates per step; loss weights multiply the per-term losses of energy per atom
+    (eV/atom), force components (eV/Angstrom) and stress components (eV/Angstrom^3): their mean squared
+    errors (`loss: mse`) or their Huber losses with threshold `huber_delta` in those units (`loss: huber`,
+    quadratic below the threshold, linear above, so a few far-from-equilibrium frames do not dominate).
     """
 
     data: str  # ASE db or ase.io file; rows carry a `split` key (train/val/test)
@@ -38,6 +42,8 @@ class TrainConfig:
     energy_weight: float = 1.0
     force_weight: float = 10.0
     stress_weight: float = 0.0
+    loss: str = "mse"  # "mse" or "huber"
+    huber_delta: float = 0.01
     max_train_structures: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -48,6 +54,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
+        if self.huber_delta <= 0:
+            raise ConfigError(f"huber_delta={self.huber_delta} must be > 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay} must be in [0, 1)")
 
