@@ -1,7 +1,7 @@
 """Acceptance checks of the embedded demo model against EMT (issue: training and the demo model).
 
-1. Relaxation: the held-out (test-split) slab + adsorbate systems of the default EMT dataset
-   (`eqv2 data emt`: 500 systems, seed 0), built as the generator builds them, relaxed with BFGS by the demo
+1. Relaxation: the held-out (test-split) slab + adsorbate systems of the demo model's EMT dataset
+   (`eqv2 data emt --n-systems 1000`, seed 0), built as the generator builds them, relaxed with BFGS by the demo
    model and, separately, by EMT. Pass: EMT energy at the demo-relaxed geometry within `--tolerance`
    (0.05 eV) of the EMT-relaxed energy, for >= 90 % of the systems.
 2. NVE: a Cu(111) 3x3x4 slab from 300 K, `--nve-steps` (2000) steps of 1 fs with the demo model.
@@ -29,7 +29,7 @@ from eqv2_calc.predict import DEMO_MODEL
 from eqv2_calc.relax import relax
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_SYSTEMS, DATASET_SEED = 500, 0  # `eqv2 data emt` defaults: the demo model's training data
+DATASET_SYSTEMS, DATASET_SEED = 1000, 0  # the demo model's training data: eqv2 data emt --n-systems 1000 (seed 0)
 
 
 def held_out_systems(limit: int) -> list:

@@ -31,6 +31,9 @@ class EquiformerV2Calculator(Calculator):
         skin: Verlet skin in Angstrom (0 disables): the neighbour search runs to cutoff + skin and is
             reused while no atom has moved more than skin / 2, as in MD or relaxations; the graph (and so
             every result) is identical to a fresh search.
+        precision: matmul precision of the network: "float32" (default, exact), "tf32" (CUDA tensor
+            cores; no effect on a CPU) or "bfloat16" (autocast; see `eqv2_calc.precision` and the README for
+            the measured accuracy).
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint
     predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention).
@@ -50,11 +53,13 @@ class EquiformerV2Calculator(Calculator):
         device: str | torch.device = "auto",
         dtype: torch.dtype = torch.float32,
         skin: float = DEFAULT_SKIN,
+        precision: str = "float32",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.device = resolve_device(device)
         self.potential, self.model_entry = resolve_model(model, self.device, dtype)
+        self.potential.precision = precision
         self.graphs = GraphBuilder(self.potential, skin)
         self.implemented_properties = list(self.potential.implemented_properties)
 

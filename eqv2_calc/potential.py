@@ -17,6 +17,7 @@ from torch import nn
 from .errors import InvalidStructureError
 from .graph import AtomicGraph, build_graph
 from .model import EquiformerV2, EquiformerV2Config
+from .precision import check_precision, matmul_precision
 
 # Change of basis from (l=0, l=1, l=2) irreps of a rank-2 tensor to its 9 Cartesian components
 # (row-major 3x3); row b is irrep component b (fairchem common/utils.py cg_change_mat(2)).
@@ -54,6 +55,10 @@ class Potential(nn.Module):
         normalizers: per raw output name (`energy`, `forces`, `stress_isotropic`,
             `stress_anisotropic`, `stress`), how to undo the training normalization.
         element_references: `(Z_max+1,)` energies (eV) added per atom of element Z, or None.
+
+    Attributes:
+        precision: matmul precision of the network ("float32", exact and the default; "tf32" or
+            "bfloat16": see `eqv2_calc.precision`), checked when set.
     """
 
     def __init__(
@@ -69,6 +74,21 @@ class Potential(nn.Module):
             element_references = torch.zeros(model.config.max_num_elements)
         self.register_buffer("element_references", element_references.clone(), persistent=False)
         self.register_buffer("change_of_basis", torch.tensor(RANK2_CHANGE_OF_BASIS), persistent=False)
+        self.precision = "float32"
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value)
+
+    def _run_network(self, graph: AtomicGraph, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw network outputs for `graph` with edge vectors `edge_vec` `(E, 3)`, in `self.precision`."""
+        with matmul_precision(self.precision, edge_vec.device):
+            raw = self.model(graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
+        return {name: value.to(edge_vec.dtype) for name, value in raw.items()}
 
     @property
     def config(self) -> EquiformerV2Config:
@@ -105,7 +125,7 @@ class Potential(nn.Module):
                 f"element Z={int(z.max())} is beyond this model's range (it knows Z < {self.config.max_num_elements})"
             )
         if self.config.direct_forces:
-            raw = self.model(z, graph.edge_index, graph.edge_vectors(), graph.batch, graph.natoms)
+            raw = self._run_network(graph, graph.edge_vectors())
             out = {"energy": self._energy(raw, graph), "forces": self._denormalize("forces", raw["forces"])}
             if "stress_isotropic" in raw:
                 irreps = raw["energy"].new_zeros(graph.num_graphs, 9)
@@ -129,7 +149,7 @@ class Potential(nn.Module):
             strained_pos = pos + torch.bmm(pos.unsqueeze(1), symmetric[graph.batch]).squeeze(1)
             strained_cell = graph.cell + torch.bmm(graph.cell, symmetric)
             edge_vec = graph.edge_vectors(strained_pos, strained_cell)
-            raw = self.model(graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
+            raw = self._run_network(graph, edge_vec)
             energy = self._energy(raw, graph)
             d_pos, d_strain = torch.autograd.grad(energy.sum(), (pos, strain), create_graph=create_graph)
         volume = torch.linalg.det(graph.cell).abs().view(-1, 1, 1)

@@ -58,6 +58,26 @@ def test_float64_agrees_with_float32(calc: EquiformerV2Calculator) -> None:
     assert abs(atoms.get_potential_energy() - e32) < 1e-4
 
 
+def test_precision_switches() -> None:
+    """tf32 changes nothing on a CPU and restores torch's CUDA flag; bfloat16 stays close; bad names fail."""
+    from eqv2_calc.precision import matmul_precision
+
+    atoms = slab_with_co()
+    results = {}
+    for precision in ("float32", "tf32", "bfloat16"):
+        atoms.calc = EquiformerV2Calculator(seeded_potential(), device="cpu", precision=precision)
+        results[precision] = (atoms.get_potential_energy(), atoms.get_forces())
+    assert results["tf32"][0] == results["float32"][0]
+    scale = np.abs(results["float32"][1]).max()
+    assert np.abs(results["bfloat16"][1] - results["float32"][1]).max() < 0.05 * scale
+    saved = torch.backends.cuda.matmul.fp32_precision
+    with matmul_precision("tf32", torch.device("cuda")):
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cuda.matmul.fp32_precision == saved
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        EquiformerV2Calculator(seeded_potential(), device="cpu", precision="fp16")
+
+
 @pytest.mark.parametrize(
     "atoms,message",
     [

@@ -67,7 +67,7 @@ def registry_entry(potential, metrics: dict) -> dict:
         "notes": (f"Conservative forces (-dE/dx) and stress, smooth cutoff envelope. Held-out test vs EMT: "
                   f"energy MAE {metrics['energy_mae_meV_per_atom']:.1f} meV/atom, force MAE "
                   f"{metrics['force_mae_meV_per_A']:.0f} meV/A ({metrics['test_structures']} structures). "
-                  f"Reproduce: eqv2 data emt .data/emt.db; eqv2 train configs/demo_emt.yaml; "
+                  f"Reproduce: eqv2 data emt .data/emt.db --n-systems 1000; eqv2 train configs/demo_emt.yaml; "
                   f"python tools/export_demo.py .data/demo_run/checkpoint.pt"),
     }
 

@@ -96,7 +96,7 @@ def known_elements(entry: ModelEntry | None) -> set[str] | None:
     return None
 
 
-def check_elements(symbols: Iterable[str], entry: ModelEntry | None, max_num_elements: int | None, what: str) -> None:
+def check_known_elements(symbols: Iterable[str], entry: ModelEntry | None, max_num_elements: int | None, what: str) -> None:
     """Raise `UnsupportedElementError` naming the elements of `what` that the model does not know.
 
     The demo model knows its training elements; other models every Z below `max_num_elements` (None: no check).

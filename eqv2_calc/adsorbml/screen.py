@@ -20,7 +20,7 @@ from ..structures import StructureLike
 from .adsorbates import Adsorbate, resolve_adsorbate
 from .anomalies import detect_anomalies
 from .placement import Placement, make_placements
-from .references import ReferenceScheme, check_elements, reference_scheme
+from .references import ReferenceScheme, check_known_elements, reference_scheme
 from .slabs import SlabSettings, build_slabs, check_slab
 
 # Relaxation settings of the screen: force threshold (eV/Angstrom) and most FIRE steps. AdsorbML used
@@ -169,9 +169,9 @@ def screen(
 
 def _check_inputs(ads: Adsorbate, slabs: Sequence[Atoms], entry: ModelEntry | None,
                   max_num_elements: int | None) -> None:
-    check_elements(ads.symbols, entry, max_num_elements, f"adsorbate {ads.name}")
+    check_known_elements(ads.symbols, entry, max_num_elements, f"adsorbate {ads.name}")
     for slab in slabs:
-        check_elements(slab.get_chemical_symbols(), entry, max_num_elements, f"slab {slab.get_chemical_formula()}")
+        check_known_elements(slab.get_chemical_symbols(), entry, max_num_elements, f"slab {slab.get_chemical_formula()}")
 
 
 def run_adsorbml(

@@ -78,7 +78,8 @@ class EquiformerV2Backbone(nn.Module):
         """`atomic_numbers` `(N,)`, `edge_index` `(2, E)` [source; target], `edge_vec` `(E, 3)` Angstrom."""
         c = self.config
         num_nodes = atomic_numbers.shape[0]
-        to_edge, from_edge = edge_wigner(edge_vec, c.lmax, c.mmax)
+        with torch.autocast(edge_vec.device.type, enabled=False):  # edge frames stay exact under bfloat16
+            to_edge, from_edge = edge_wigner(edge_vec, c.lmax, c.mmax)
         distance = edge_vec.norm(dim=-1)
         x_edge = self.distance_expansion(distance)
         if c.share_atom_edge_embedding:
