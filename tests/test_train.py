@@ -68,6 +68,17 @@ def test_loss_falls_checkpoint_reloads_and_resume_continues(tiny_db: Path, tmp_p
     assert len(state["val"]) == 2 and len(state["train_loss"]) == 2 * trainer.steps_per_epoch
 
 
+def test_checkpoint_keeps_raw_and_ema_weights_apart(tiny_db: Path, tmp_path: Path) -> None:
+    trainer = Trainer(tiny_config(tiny_db, tmp_path / "ema", epochs=1, ema_decay=0.9))
+    path = trainer.fit()
+    saved = read_checkpoint(path)
+    raw = trainer.potential.model.state_dict()
+    name = next(k for k, v in saved["trainer"]["raw_state_dict"].items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.equal(saved["trainer"]["raw_state_dict"][name], raw[name])  # what resume continues from
+    assert not torch.equal(saved["state_dict"][name], raw[name])  # inference weights: the EMA
+    assert trainer.ema.updates == trainer.step
+
+
 def test_schedule_warms_up_then_decays() -> None:
     config = TrainConfig(data="unused", lr=1e-3, warmup_fraction=0.1, min_lr_factor=0.01)
     rates = [learning_rate(step, 100, config) for step in range(100)]

@@ -38,6 +38,7 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     weight_decay: float = 1e-3
     ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at step n
     grad_clip: float = 100.0
     energy_weight: float = 1.0
     force_weight: float = 10.0

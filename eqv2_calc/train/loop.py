@@ -101,17 +101,25 @@ class History:
 
 
 class ExponentialMovingAverage:
-    """Shadow copy of the trainable weights: shadow = decay * shadow + (1 - decay) * weight."""
+    """Shadow copy of the trainable weights: shadow = d * shadow + (1 - d) * weight after each step.
 
-    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
+    d = `decay`, or with `warmup` min(decay, (1 + n) / (10 + n)) at update n (as fairchem's EMA with
+    num_updates), so the starting weights fade out within the first steps instead of 1 / (1 - decay).
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float, warmup: bool = True) -> None:
         self.params = params
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.shadow = [p.detach().clone() for p in params]
 
     @torch.no_grad()
     def update(self) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        self.updates += 1
         for s, p in zip(self.shadow, self.params):
-            s.lerp_(p.detach(), 1 - self.decay)
+            s.lerp_(p.detach(), 1 - decay)
 
     @torch.no_grad()
     def swap(self) -> None:
@@ -142,7 +150,7 @@ class Trainer:
         check_elements(self.train_set + self.val_set, self.potential.config.max_num_elements)
         self.params = [p for p in self.potential.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
-        self.ema = ExponentialMovingAverage(self.params, config.ema_decay)
+        self.ema = ExponentialMovingAverage(self.params, config.ema_decay, config.ema_warmup)
         self.steps_per_epoch = math.ceil(len(self.train_set) / (config.batch_size * self.world))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step = 0
@@ -178,7 +186,7 @@ class Trainer:
         self.potential.model.load_state_dict(state["raw_state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.shadow = [t.to(self.device) for t in state["ema_shadow"]]
-        self.step = int(state["step"])
+        self.step = self.ema.updates = int(state["step"])
         self.history = History(state["train_loss"], state["val"])
 
     def _batches(self, epoch: int) -> list[list[Atoms]]:
@@ -251,9 +259,10 @@ class Trainer:
 
     def save(self, path: Path) -> Path:
         trainer_state = {
-            "raw_state_dict": {k: v.detach().cpu() for k, v in self.potential.model.state_dict().items()},
+            # copies: the EMA swap below overwrites the live tensors while the file is written
+            "raw_state_dict": {k: v.detach().cpu().clone() for k, v in self.potential.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "ema_shadow": [t.detach().cpu() for t in self.ema.shadow],
+            "ema_shadow": [t.detach().cpu().clone() for t in self.ema.shadow],
             "step": self.step,
             "train_loss": list(self.history.train_loss),
             "val": list(self.history.val),
