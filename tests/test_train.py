@@ -17,7 +17,7 @@ from eqv2_calc.data.dataset import DatasetError, load_structures
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
-from eqv2_calc.train.loop import learning_rate, loss_terms
+from eqv2_calc.train.loop import ExponentialMovingAverage, learning_rate, loss_terms
 
 TINY_MODEL = dict(
     num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2, attn_alpha_channels=4,
@@ -76,7 +76,6 @@ def test_checkpoint_keeps_raw_and_ema_weights_apart(tiny_db: Path, tmp_path: Pat
     name = next(k for k, v in saved["trainer"]["raw_state_dict"].items() if v.is_floating_point() and v.numel() > 1)
     assert torch.equal(saved["trainer"]["raw_state_dict"][name], raw[name])  # what resume continues from
     assert not torch.equal(saved["state_dict"][name], raw[name])  # inference weights: the EMA
-    assert trainer.ema.updates == trainer.step
 
 
 def test_schedule_warms_up_then_decays() -> None:
@@ -137,3 +136,20 @@ def test_ddp_two_cpu_processes(tiny_db: Path, tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, port, config), nprocs=2, join=True)
     state = read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["trainer"]
     assert state["step"] == 2  # 16 structures / (batch 4 x 2 ranks)
+
+
+def test_ema_warmup_follows_the_step_count() -> None:
+    weight = torch.nn.Parameter(torch.zeros(2))
+    ema = ExponentialMovingAverage([weight], decay=0.999, warmup=True)
+    with torch.no_grad():
+        weight.fill_(1.0)
+    ema.update(step=0)  # decay (1 + 0) / (10 + 0) = 0.1: the start weights fade at once
+    assert torch.allclose(ema.shadow[0], torch.full((2,), 0.9))
+    ema.update(step=10**6)  # late in training: the configured decay
+    assert torch.allclose(ema.shadow[0], torch.full((2,), 0.9 + 0.1 * 0.001))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_training_configs_parse(path: Path) -> None:
+    config = TrainConfig.from_yaml(path)
+    assert bool(config.model) != bool(config.finetune_from)  # a new network or a fine-tune, never both

@@ -103,7 +103,7 @@ class History:
 class ExponentialMovingAverage:
     """Shadow copy of the trainable weights: shadow = d * shadow + (1 - d) * weight after each step.
 
-    d = `decay`, or with `warmup` min(decay, (1 + n) / (10 + n)) at update n (as fairchem's EMA with
+    d = `decay`, or with `warmup` min(decay, (1 + n) / (10 + n)) at training step n (as fairchem's EMA with
     num_updates), so the starting weights fade out within the first steps instead of 1 / (1 - decay).
     """
 
@@ -111,13 +111,12 @@ class ExponentialMovingAverage:
         self.params = params
         self.decay = decay
         self.warmup = warmup
-        self.updates = 0
         self.shadow = [p.detach().clone() for p in params]
 
     @torch.no_grad()
-    def update(self) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
-        self.updates += 1
+    def update(self, step: int) -> None:
+        """Fold the live weights into the shadow after training step `step` (counted from 0)."""
+        decay = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
         for s, p in zip(self.shadow, self.params):
             s.lerp_(p.detach(), 1 - decay)
 
@@ -186,7 +185,7 @@ class Trainer:
         self.potential.model.load_state_dict(state["raw_state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.shadow = [t.to(self.device) for t in state["ema_shadow"]]
-        self.step = self.ema.updates = int(state["step"])
+        self.step = int(state["step"])
         self.history = History(state["train_loss"], state["val"])
 
     def _batches(self, epoch: int) -> list[list[Atoms]]:
@@ -212,7 +211,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.optimizer.step()
-        self.ema.update()
+        self.ema.update(self.step)
         self.step += 1
         return float(loss.detach())
 
