@@ -17,7 +17,7 @@ from eqv2_calc.data.dataset import DatasetError, load_structures
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
-from eqv2_calc.train.loop import ExponentialMovingAverage, learning_rate, loss_terms
+from eqv2_calc.train.loop import ExponentialMovingAverage, _labels, learning_rate, loss_terms
 
 TINY_MODEL = dict(
     num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2, attn_alpha_channels=4,
@@ -153,3 +153,21 @@ def test_ema_warmup_follows_the_step_count() -> None:
 def test_shipped_training_configs_parse(path: Path) -> None:
     config = TrainConfig.from_yaml(path)
     assert bool(config.model) != bool(config.finetune_from)  # a new network or a fine-tune, never both
+
+
+def test_force_labels_of_fixed_atoms_stay_raw() -> None:
+    """FixAtoms zeroes `get_forces()` on fixed atoms; the training targets must be the stored EMT forces."""
+    from ase.build import fcc111
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.constraints import FixAtoms
+
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=6.0)
+    slab.rattle(0.1, seed=1)
+    slab.calc = EMT()
+    raw = slab.get_forces()
+    slab.calc = SinglePointCalculator(slab, energy=slab.get_potential_energy(), forces=raw)
+    slab.set_constraint(FixAtoms(indices=range(4)))
+    assert np.abs(slab.get_forces()[:4]).max() == 0.0 < np.abs(raw[:4]).max()
+    labels = _labels([slab], "cpu", torch.float64)
+    assert np.allclose(labels["forces"].numpy(), raw)

@@ -1,6 +1,6 @@
 """Export a trained run as the embedded demo model and register it in checkpoints.json.
 
-    python tools/export_demo.py .data/demo_run/checkpoint.pt [--data .data/emt.db]
+    python tools/export_demo.py .data/demo_finetune/checkpoint.pt [--data .data/emt.db]
 
 Writes eqv2_calc/weights/eqv2_demo_emt.pt (inference-only: config, EMA weights, normalizers,
 element references, the training config and held-out test metrics), then updates the demo entry of
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from eqv2_calc.checkpoint import load_potential, read_checkpoint, save_checkpoint
-from eqv2_calc.data.dataset import load_structures
+from eqv2_calc.data.dataset import label_forces, load_structures
 from eqv2_calc.hub import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_metrics(potential, structures, batch_size: int = 8) -> dict[str, float]
             out = potential(potential.make_graph(batch))
         e_ref = np.array([a.get_potential_energy() for a in batch])
         e_err += list(np.abs(out["energy"].numpy() - e_ref) / [len(a) for a in batch])
-        f_ref = np.concatenate([a.get_forces() for a in batch])
+        f_ref = np.concatenate([label_forces(a) for a in batch])
         f_err += float(np.abs(out["forces"].numpy() - f_ref).sum())
         n_f += f_ref.size
     return {"energy_mae_meV_per_atom": 1000 * float(np.mean(e_err)), "force_mae_meV_per_A": 1000 * f_err / n_f,
@@ -68,7 +68,8 @@ def registry_entry(potential, metrics: dict) -> dict:
                   f"energy MAE {metrics['energy_mae_meV_per_atom']:.1f} meV/atom, force MAE "
                   f"{metrics['force_mae_meV_per_A']:.0f} meV/A ({metrics['test_structures']} structures). "
                   f"Reproduce: eqv2 data emt .data/emt.db --n-systems 1000; eqv2 train configs/demo_emt.yaml; "
-                  f"python tools/export_demo.py .data/demo_run/checkpoint.pt"),
+                  f"eqv2 train configs/demo_emt_finetune.yaml; python tools/export_demo.py "
+                  f".data/demo_finetune/checkpoint.pt"),
     }
 
 

@@ -197,6 +197,17 @@ def _attach_labels(atoms: Atoms, results: dict, require: tuple[str, ...], where:
     return atoms
 
 
+def label_forces(atoms: Atoms) -> np.ndarray:
+    """The stored forces `(natoms, 3)`, eV/Angstrom, of every atom: raw, a `FixAtoms` constraint does not zero
+    them (`atoms.get_forces()` would, and training on those zeros distorts the potential-energy surface)."""
+    return atoms.get_forces(apply_constraint=False)
+
+
+def label_stress(atoms: Atoms) -> np.ndarray:
+    """The stored stress `(3, 3)`, eV/Angstrom^3 (ASE sign), untouched by constraints."""
+    return atoms.get_stress(voigt=False, apply_constraint=False)
+
+
 def check_elements(atoms_list: Iterable[Atoms], allowed: int | Iterable[int | str]) -> list[int]:
     """Check that every structure only holds elements the model knows; return the sorted atomic numbers seen.
 

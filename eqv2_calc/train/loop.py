@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..calculator import resolve_device
 from ..checkpoint import load_potential, read_checkpoint, save_checkpoint
-from ..data.dataset import check_elements, load_structures
+from ..data.dataset import check_elements, label_forces, label_stress, load_structures
 from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
 from ..potential import Normalizer, Potential
@@ -48,7 +48,7 @@ def fit_element_references(structures: list[Atoms]) -> torch.Tensor:
 def energy_normalizer(structures: list[Atoms]) -> Normalizer:
     """The energy normalizer of a new model: mean 0 (element references carry the offset), rmsd the RMS
     force component (eV/Angstrom), so the raw network output and its position derivative are O(1)."""
-    forces = np.concatenate([atoms.get_forces() for atoms in structures])
+    forces = np.concatenate([label_forces(atoms) for atoms in structures])
     return Normalizer(0.0, float(np.sqrt(np.mean(forces**2))) or 1.0)
 
 
@@ -65,11 +65,11 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
 def _labels(structures: list[Atoms], device, dtype) -> dict[str, torch.Tensor]:
     out = {
         "energy": torch.tensor([a.get_potential_energy() for a in structures], dtype=dtype, device=device),
-        "forces": torch.tensor(np.concatenate([a.get_forces() for a in structures]), dtype=dtype, device=device),
+        "forces": torch.tensor(np.concatenate([label_forces(a) for a in structures]), dtype=dtype, device=device),
         "natoms": torch.tensor([len(a) for a in structures], dtype=dtype, device=device),
     }
     if all("stress" in a.calc.results for a in structures):
-        stress = np.array([a.get_stress(voigt=False) for a in structures])  # (B, 3, 3)
+        stress = np.array([label_stress(a) for a in structures])  # (B, 3, 3)
         out["stress"] = torch.tensor(stress, dtype=dtype, device=device)
     return out
 
