@@ -857,7 +857,6 @@ def json_normalizers(norms):
 
 
 def run_config(name, spec, structs):
-
     t0 = time.perf_counter()
     ckpt, params = seeded_checkpoint(spec)
     if spec["store"]:

@@ -74,6 +74,21 @@ def _labels(structures: list[Atoms], device, dtype) -> dict[str, torch.Tensor]:
     return out
 
 
+@torch.no_grad()
+def mean_absolute_errors(potential: Potential, structures: list[Atoms], batch_size: int = 8) -> dict[str, float]:
+    """Energy MAE (meV/atom) and force MAE (meV/Angstrom, over every atom's components) of `potential` against
+    the stored labels of `structures` (see `_labels`)."""
+    e_err, f_err, n_force = 0.0, 0.0, 0
+    for i in range(0, len(structures), batch_size):
+        batch = structures[i : i + batch_size]
+        pred = potential(potential.make_graph(batch))
+        labels = _labels(batch, pred["energy"].device, pred["energy"].dtype)
+        e_err += float(((pred["energy"] - labels["energy"]).abs() / labels["natoms"]).sum())
+        f_err += float((pred["forces"] - labels["forces"]).abs().sum())
+        n_force += labels["forces"].numel()
+    return {"energy_mae_meV_per_atom": 1000 * e_err / len(structures), "force_mae_meV_per_A": 1000 * f_err / n_force}
+
+
 def loss_terms(pred: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], loss: str = "mse",
                huber_delta: float = 0.01) -> dict[str, torch.Tensor]:
     """Mean squared errors (`loss="mse"`) or mean Huber losses (`loss="huber"`, threshold `huber_delta`) of
@@ -222,17 +237,9 @@ class Trainer:
             return {}
         self.ema.swap()
         try:
-            e_err, f_err, n_force = 0.0, 0.0, 0
-            for i in range(0, len(self.val_set), self.config.batch_size):
-                batch = self.val_set[i : i + self.config.batch_size]
-                pred = self.potential(self.potential.make_graph(batch))
-                labels = _labels(batch, self.device, pred["energy"].dtype)
-                e_err += float(((pred["energy"] - labels["energy"]).abs() / labels["natoms"]).sum())
-                f_err += float((pred["forces"] - labels["forces"]).abs().sum())
-                n_force += labels["forces"].numel()
+            return mean_absolute_errors(self.potential, self.val_set, self.config.batch_size)
         finally:
             self.ema.swap()
-        return {"energy_mae_meV_per_atom": 1000 * e_err / len(self.val_set), "force_mae_meV_per_A": 1000 * f_err / n_force}
 
     def fit(self) -> Path:
         """Train for `epochs` (continuing after a resume); returns the final checkpoint path."""
