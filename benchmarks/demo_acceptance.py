@@ -3,7 +3,8 @@
 1. Relaxation: the held-out (test-split) slab + adsorbate systems of the demo model's EMT dataset
    (`eqv2 data emt --n-systems 1000`, seed 0), built as the generator builds them, relaxed with BFGS by the demo
    model and, separately, by EMT. Pass: EMT energy at the demo-relaxed geometry within `--tolerance`
-   (0.05 eV) of the EMT-relaxed energy, for >= 90 % of the systems.
+   (0.05 eV) of the EMT-relaxed energy, for >= 90 % of the systems. Also counted: within the tolerance
+   or lower (AdsorbML's one-sided rule; the model found a deeper EMT minimum than EMT's own BFGS did).
 2. NVE: a Cu(111) 3x3x4 slab from 300 K, `--nve-steps` (2000) steps of 1 fs with the demo model.
    Pass: |E_total(end) - E_total(start)| and the largest excursion below 1 meV/atom.
 
@@ -54,8 +55,10 @@ def relaxation_check(calc: EquiformerV2Calculator, systems: list, fmax: float, s
         rows.append({"system": atoms.info["system_id"], "natoms": len(atoms), "error_eV": float(error),
                      "model_converged": model_relaxed.converged, "emt_converged": emt_relaxed.converged})
     passed = sum(abs(r["error_eV"]) <= tolerance for r in rows)
+    not_above = sum(r["error_eV"] <= tolerance for r in rows)  # AdsorbML's one-sided count: a lower minimum passes
     return {"systems": len(rows), "within_tolerance": passed, "fraction": passed / max(len(rows), 1),
-            "tolerance_eV": tolerance, "median_abs_error_eV": float(np.median([abs(r["error_eV"]) for r in rows])),
+            "within_tolerance_or_lower": not_above, "tolerance_eV": tolerance,
+            "median_abs_error_eV": float(np.median([abs(r["error_eV"]) for r in rows])),
             "rows": rows}
 
 
@@ -85,7 +88,8 @@ def main() -> None:
     nve = nve_check(calc, args.nve_steps)
     print(f"relaxation: {relaxation['within_tolerance']}/{relaxation['systems']} held-out slab+adsorbate systems "
           f"within {args.tolerance} eV of the EMT minimum ({relaxation['fraction']:.0%}; goal >= 90%), median "
-          f"|error| {relaxation['median_abs_error_eV']:.3f} eV")
+          f"|error| {relaxation['median_abs_error_eV']:.3f} eV; {relaxation['within_tolerance_or_lower']}/"
+          f"{relaxation['systems']} within {args.tolerance} eV or lower")
     print(f"NVE {nve['steps']} x 1 fs, Cu(111) {nve['natoms']} atoms, ~{nve['mean_temperature_K']:.0f} K: drift "
           f"{nve['drift_meV_per_atom']:+.3f} meV/atom, max excursion {nve['max_excursion_meV_per_atom']:.3f} meV/atom "
           f"(goal < 1)")

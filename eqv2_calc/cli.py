@@ -324,6 +324,12 @@ def _cmd_data_emt(args: argparse.Namespace) -> int:
     return emt_main(args.extra)
 
 
+def _cmd_data_active(args: argparse.Namespace) -> int:
+    from .data.active import main as active_main
+
+    return active_main(args.extra)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="registered name, checkpoint file, hf:// address or URL "
                         "(default: the embedded demo model, trained on EMT labels, not DFT)")
@@ -427,11 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train or fine-tune from a YAML config (see configs/demo_emt.yaml)")
     train.add_argument("config", help="training config (YAML); under torchrun it trains with DDP")
     train.set_defaults(func=_cmd_train)
-    data = sub.add_parser("data", help="datasets: `eqv2 data emt OUT.db` builds an EMT-labelled one")
+    data = sub.add_parser("data", help="datasets: `eqv2 data emt OUT.db` builds an EMT-labelled one, "
+                          "`eqv2 data active OUT.db` adds a model's own relaxations")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     emt = data_commands.add_parser("emt", help="bulk, slabs and adsorbates labelled by ASE's EMT "
                                    "(its own options: eqv2 data emt --help)", add_help=False)
     emt.set_defaults(func=_cmd_data_emt, passes_through=True)
+    active = data_commands.add_parser("active", help="a model's own relaxations of fresh adsorbate systems, "
+                                      "labelled by EMT (its own options: eqv2 data active --help)", add_help=False)
+    active.set_defaults(func=_cmd_data_active, passes_through=True)
     return parser
 
 

@@ -214,3 +214,40 @@ def test_check_elements(tiny):
     with pytest.raises(DatasetError, match=r"(?s)max_num_elements=10.*Cu \(Z=29\) in 2 structure"):
         check_elements([bulk("Cu"), bulk("Cu", cubic=True)], 10)
     assert check_elements([bulk("Cu")], [29, 8]) == [29]
+
+
+ACTIVE = dict(n_systems=5, seed=1, n_keep=3, n_relax=2, n_md=1, steps=6, progress=False)
+
+
+def test_active_frames_are_the_models_relaxations_labelled_by_emt(tmp_path):
+    """`eqv2 data active`: EMT labels on the model's own BFGS path, beside the usual EMT frames."""
+    from eqv2_calc.data.active import make_active_dataset
+    from eqv2_calc.predict import DEMO_MODEL
+
+    path = tmp_path / "active.db"
+    summary = make_active_dataset(path, DEMO_MODEL, **ACTIVE)
+    structures = load_structures(path)
+    assert summary["n_frames"] == len(structures) and summary["sampling"]["model_relax"] > 0
+    assert {a.info["kind"] for a in structures} == {"adsorbate"}
+    assert {a.info["split"] for a in structures} <= {"train", "val"}
+    assert all(a.info["system_id"].startswith("seed1-") for a in structures)
+    model_frames = [a for a in structures if a.info["sampling"] == "model_relax"]
+    by_system = defaultdict(list)
+    for atoms in model_frames:
+        by_system[atoms.info["system_id"]].append(atoms.info["step"])
+    assert all(steps[0] == 0 and len(steps) <= 3 and max(steps) <= 6 for steps in by_system.values())
+    for atoms in model_frames[:3]:
+        stored = atoms.calc.results
+        atoms.calc = EMT()
+        assert stored["energy"] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(stored["forces"], atoms.get_forces(apply_constraint=False), atol=1e-9)
+    assert 0.0 < summary["model_force_mae_on_own_relaxations_eV_per_A"] < 5.0
+    with pytest.raises(FileExistsError):
+        make_active_dataset(path, DEMO_MODEL, **ACTIVE)
+
+    parallel = tmp_path / "parallel.db"
+    make_active_dataset(parallel, DEMO_MODEL, **ACTIVE, workers=2)
+    again = load_structures(parallel)
+    assert [a.info["system_id"] for a in again] == [a.info["system_id"] for a in structures]
+    np.testing.assert_allclose([a.calc.results["energy"] for a in again],  # workers run the model on one
+                               [a.calc.results["energy"] for a in structures], atol=1e-4)  # thread: round-off

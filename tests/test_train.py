@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ase.io import write
 
 from eqv2_calc.checkpoint import load_potential, read_checkpoint
-from eqv2_calc.data.dataset import DatasetError, load_structures
+from eqv2_calc.data.dataset import DatasetError, SplitNotFoundError, load_datasets, load_structures
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
@@ -171,3 +172,19 @@ def test_force_labels_of_fixed_atoms_stay_raw() -> None:
     assert np.abs(slab.get_forces()[:4]).max() == 0.0 < np.abs(raw[:4]).max()
     labels = _labels([slab], "cpu", torch.float64)
     assert np.allclose(labels["forces"].numpy(), raw)
+
+
+def test_training_reads_several_datasets(tiny_db: Path, tmp_path: Path) -> None:
+    """`data` may list files: their splits are concatenated, and a train-only supplement adds no val rows."""
+    supplement = tmp_path / "supplement.extxyz"
+    extra = load_structures(tiny_db, split="train")[:5]
+    write(supplement, extra, format="extxyz")
+    n_train, n_val = (len(load_structures(tiny_db, split=s)) for s in ("train", "val"))
+    trainer = Trainer(tiny_config(tiny_db, tmp_path / "run", data=[str(tiny_db), str(supplement)],
+                                  max_train_structures=None))
+    assert (len(trainer.train_set), len(trainer.val_set)) == (n_train + 5, n_val)
+    with pytest.raises(SplitNotFoundError, match="supplement.extxyz: no structure has split='val'"):
+        load_datasets([supplement], split="val")
+    for bad in ([], [""], 3):
+        with pytest.raises(ConfigError, match="must be a dataset path or a non-empty list"):
+            tiny_config(tiny_db, tmp_path / "bad", data=bad)

@@ -1,8 +1,10 @@
 """Training data: read labelled structures (ASE db / extxyz) and generate the EMT demo dataset."""
 
-from .dataset import DatasetError, check_elements, label_forces, label_stress, load_structures
+from .dataset import (DatasetError, SplitNotFoundError, check_elements, label_forces, label_stress, load_datasets,
+                      load_structures)
 
-__all__ = ["DatasetError", "check_elements", "label_forces", "label_stress", "load_structures", "make_emt_dataset"]
+__all__ = ["DatasetError", "SplitNotFoundError", "check_elements", "label_forces", "label_stress", "load_datasets",
+           "load_structures", "make_emt_dataset"]
 
 
 def make_emt_dataset(*args, **kwargs):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 class DatasetError(EquiformerV2Error, ValueError):
     """A training/evaluation file is empty, unreadable, or holds a structure with missing or bad labels."""
+
+
+class SplitNotFoundError(DatasetError):
+    """A dataset file has structures, but none in the requested split."""
 
 
 def load_structures(path: str | os.PathLike, split: str | None = None,
@@ -77,6 +81,31 @@ def load_structures(path: str | os.PathLike, split: str | None = None,
     return structures
 
 
+def load_datasets(paths: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None,
+                  require: Iterable[str] = ("energy", "forces")) -> list[Atoms]:
+    """`load_structures` over one file or several, concatenated in order.
+
+    With several files, one without structures in `split` adds none (e.g. a train-only supplement);
+    only a union without any raises.
+
+    Raises:
+        SplitNotFoundError: no file has a structure in `split` (the message names each file's splits).
+        FileNotFoundError, DatasetError: as `load_structures`, for any of the files.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        return load_structures(paths, split, require)
+    structures: list[Atoms] = []
+    missing: list[str] = []
+    for path in paths:
+        try:
+            structures += load_structures(path, split, require)
+        except SplitNotFoundError as exc:
+            missing.append(str(exc))
+    if not structures:
+        raise SplitNotFoundError("; ".join(missing) or "no dataset files given")
+    return structures
+
+
 def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
     import ase.db
 
@@ -95,7 +124,7 @@ def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[At
     rows = list(db.select(split=split) if split is not None else db.select())
     if not rows:
         available = sorted({str(r.get("split")) for r in db.select(columns=["key_value_pairs"])})
-        raise DatasetError(f"{path}: no row has split={split!r}; the rows' split values are {available}")
+        raise SplitNotFoundError(f"{path}: no row has split={split!r}; the rows' split values are {available}")
 
     out = []
     for row in rows:
@@ -145,7 +174,7 @@ def _read_ase_io(path: Path, split: str | None, require: tuple[str, ...]) -> lis
         out.append(_attach_labels(atoms, results, require, where))
     if not out:
         available = sorted({str(a.info.get("split")) for a in images})
-        raise DatasetError(f"{path}: no structure has split={split!r}; the structures' split values are "
+        raise SplitNotFoundError(f"{path}: no structure has split={split!r}; the structures' split values are "
                            f"{available}")
     return out
 

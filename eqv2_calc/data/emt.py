@@ -36,10 +36,12 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from ase import Atoms, units
@@ -59,6 +61,8 @@ except ImportError:  # pragma: no cover - older ase
 
     def thermalize_momenta(atoms, temperature_K, *, rng=None):  # noqa: N803
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
+T = TypeVar("T")
 
 METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
 # Random substitutional fcc alloys; EMT mixes any pair of its elements through its own rules.
@@ -290,7 +294,7 @@ def build_adsorbate_system(spec: SystemSpec, rng: np.random.Generator) -> Atoms:
 
 # -------------------------------------------------------------------------------------- sampling
 
-def _label(atoms: Atoms, with_stress: bool) -> Atoms:
+def label_frame(atoms: Atoms, with_stress: bool) -> Atoms:
     """A copy of `atoms` (no momenta) carrying the current EMT results in a SinglePointCalculator."""
     frame = atoms.copy()
     frame.arrays.pop("momenta", None)
@@ -303,7 +307,7 @@ def _label(atoms: Atoms, with_stress: bool) -> Atoms:
     return frame
 
 
-def _subsample(frames: list, n: int) -> list:
+def subsample_log(frames: list, n: int) -> list:
     """At most `n` frames spread evenly in log(step), keeping the first and the last.
 
     A relaxation changes most in its first steps, so log spacing keeps more of the high-force
@@ -318,10 +322,10 @@ def _subsample(frames: list, n: int) -> list:
 def _relax_frames(atoms: Atoms, with_stress: bool, n_keep: int) -> list[tuple[Atoms, dict]]:
     frames: list[tuple[Atoms, int]] = []
     opt = LBFGS(atoms, logfile=None)
-    opt.attach(lambda: frames.append((_label(atoms, with_stress), opt.nsteps)), interval=1)
+    opt.attach(lambda: frames.append((label_frame(atoms, with_stress), opt.nsteps)), interval=1)
     opt.run(fmax=RELAX_FMAX, steps=RELAX_MAX_STEPS)
     return [(f, {"sampling": "relax", "step": int(step), "temperature_K": 0.0})
-            for f, step in _subsample(frames, n_keep)]
+            for f, step in subsample_log(frames, n_keep)]
 
 
 def _md_frames(atoms: Atoms, with_stress: bool, temperature_k: float, n_keep: int, interval: int,
@@ -334,12 +338,21 @@ def _md_frames(atoms: Atoms, with_stress: bool, temperature_k: float, n_keep: in
 
     def snapshot() -> None:
         if dyn.nsteps > 0:  # the start is the relaxed minimum, already kept
-            frames.append((_label(atoms, with_stress),
+            frames.append((label_frame(atoms, with_stress),
                            {"sampling": "md", "step": int(dyn.nsteps), "temperature_K": float(temperature_k)}))
 
     dyn.attach(snapshot, interval=interval)
     dyn.run(n_keep * interval)
     return frames
+
+
+def start_geometry(spec: SystemSpec, rng: np.random.Generator) -> Atoms:
+    """The first frame of a slab or slab + adsorbate system: built from `spec`, free atoms rattled."""
+    atoms = build_slab(spec, rng) if spec.kind == "slab" else build_adsorbate_system(spec, rng)
+    atoms.info.pop("adsorbate_info", None)
+    free = atoms.get_tags() > 0
+    atoms.positions[free] += rng.normal(0.0, rng.uniform(*SLAB_RATTLE_A), size=(int(free.sum()), 3))
+    return atoms
 
 
 def generate_system(spec: SystemSpec, seed: int = 0, n_relax: int = 5, n_md: int = 6,
@@ -355,7 +368,7 @@ def generate_system(spec: SystemSpec, seed: int = 0, n_relax: int = 5, n_md: int
             for step in range(n_relax + n_md):
                 frame = _strained(atoms, _random_strain(rng))
                 frame.calc = EMT()
-                frames.append((_label(frame, True), {"sampling": "strain", "step": step, "temperature_K": 0.0}))
+                frames.append((label_frame(frame, True), {"sampling": "strain", "step": step, "temperature_K": 0.0}))
         else:
             atoms = _strained(atoms, _random_strain(rng))
             atoms.rattle(stdev=rng.uniform(*BULK_RATTLE_A), seed=int(rng.integers(2**31)))
@@ -363,17 +376,19 @@ def generate_system(spec: SystemSpec, seed: int = 0, n_relax: int = 5, n_md: int
             frames += _relax_frames(atoms, True, n_relax)
             frames += _md_frames(atoms, True, temperature, n_md, md_interval, rng)
     else:
-        atoms = build_slab(spec, rng) if spec.kind == "slab" else build_adsorbate_system(spec, rng)
-        atoms.info.pop("adsorbate_info", None)
-        free = atoms.get_tags() > 0
-        atoms.positions[free] += rng.normal(0.0, rng.uniform(*SLAB_RATTLE_A), size=(int(free.sum()), 3))
+        atoms = start_geometry(spec, rng)
         atoms.calc = EMT()
         frames += _relax_frames(atoms, False, n_relax)
         frames += _md_frames(atoms, False, temperature, n_md, md_interval, rng)
 
-    info = {"split": spec.split, "system_id": spec.system_id, "kind": spec.kind, "metal": spec.metal,
-            "facet": spec.facet or "none", "adsorbate": spec.adsorbate or "none"}
+    info = system_info(spec)
     return [(frame, {**info, **extra}) for frame, extra in frames]
+
+
+def system_info(spec: SystemSpec) -> dict[str, str]:
+    """The key-value pairs every frame of a system carries (split, system_id, kind, metal, facet, adsorbate)."""
+    return {"split": spec.split, "system_id": spec.system_id, "kind": spec.kind, "metal": spec.metal,
+            "facet": spec.facet or "none", "adsorbate": spec.adsorbate or "none"}
 
 
 def _generate(args: tuple) -> list[tuple[Atoms, dict]]:
@@ -410,28 +425,47 @@ def make_emt_dataset(path: str | os.PathLike, *, n_systems: int = 500, seed: int
 
     start = time.perf_counter()
     jobs = [(spec, seed, n_relax, n_md, md_interval) for spec in specs]
+    frames: list[tuple[Atoms, dict]] = []
+    n_dropped = 0
+    for system_frames in map_systems(_generate, jobs, workers=workers, desc="EMT systems", progress=progress):
+        kept = [(atoms, kvp) for atoms, kvp in system_frames if keep_frame(atoms)]
+        n_dropped += len(system_frames) - len(kept)
+        frames += kept
+    generate_s = time.perf_counter() - start
+    write_frames(path, frames)
+    summary = summarize([a for a, _ in frames], [k for _, k in frames])
+    summary.update({"path": str(path), "seed": seed, "n_systems_requested": n_systems, "n_dropped": n_dropped,
+                    "max_force_cutoff": MAX_FORCE, "generate_seconds": round(generate_s, 1),
+                    "total_seconds": round(time.perf_counter() - start, 1), "workers": workers})
+    return summary
+
+
+def map_systems(job: Callable[[tuple], T], jobs: list[tuple], *, workers: int, desc: str, progress: bool,
+                context: str = "fork", initializer: Callable[..., None] | None = None,
+                initargs: tuple = ()) -> Iterator[T]:
+    """``map(job, jobs)`` in order, in `workers` processes when > 1, with a tqdm bar (stderr) when `progress`.
+
+    `initializer(*initargs)` runs once in each worker process (or here, with one worker). `context` is the
+    multiprocessing start method ("fork" falls back to "spawn" where fork does not exist).
+    """
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(specs), desc="EMT systems", unit="sys", file=sys.stderr)
-    frames: list[tuple[Atoms, dict]] = []
-    n_dropped = 0
+        bar = tqdm(total=len(jobs), desc=desc, unit="sys", file=sys.stderr)
     pool = None
     try:
         if workers > 1:
             import multiprocessing as mp
-            pool = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers)
-            results = pool.imap(_generate, jobs, chunksize=2)
+            if context not in mp.get_all_start_methods():
+                context = "spawn"
+            pool = mp.get_context(context).Pool(workers, initializer=initializer, initargs=initargs)
+            results = pool.imap(job, jobs, chunksize=1)
         else:
-            results = map(_generate, jobs)
-        for system_frames in results:
-            for atoms, kvp in system_frames:
-                f = atoms.calc.results["forces"]
-                if not (np.isfinite(atoms.calc.results["energy"]) and np.isfinite(f).all()) \
-                        or np.abs(f).max(initial=0.0) > MAX_FORCE:
-                    n_dropped += 1
-                    continue
-                frames.append((atoms, kvp))
+            if initializer is not None:
+                initializer(*initargs)
+            results = map(job, jobs)
+        for result in results:
+            yield result
             if bar is not None:
                 bar.update(1)
     finally:
@@ -439,8 +473,20 @@ def make_emt_dataset(path: str | os.PathLike, *, n_systems: int = 500, seed: int
             pool.terminate()
         if bar is not None:
             bar.close()
-    generate_s = time.perf_counter() - start
 
+
+def keep_frame(atoms: Atoms) -> bool:
+    """False for a frame with a non-finite label or a force component above MAX_FORCE (an outlier)."""
+    forces = atoms.calc.results["forces"]
+    return bool(np.isfinite(atoms.calc.results["energy"]) and np.isfinite(forces).all()
+                and np.abs(forces).max(initial=0.0) <= MAX_FORCE)
+
+
+def write_frames(path: Path, frames: list[tuple[Atoms, dict]]) -> None:
+    """Write labelled frames to `path` (``.db``: ASE SQLite, one transaction; else `ase.io.write`).
+
+    The file appears only when complete: a temporary file beside it is renamed at the end.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
         tmp.unlink(missing_ok=True)
@@ -456,12 +502,6 @@ def make_emt_dataset(path: str | os.PathLike, *, n_systems: int = 500, seed: int
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-    summary = summarize([a for a, _ in frames], [k for _, k in frames])
-    summary.update({"path": str(path), "seed": seed, "n_systems_requested": n_systems, "n_dropped": n_dropped,
-                    "max_force_cutoff": MAX_FORCE, "generate_seconds": round(generate_s, 1),
-                    "total_seconds": round(time.perf_counter() - start, 1), "workers": workers})
-    return summary
 
 
 def _with_info(atoms: Atoms, kvp: dict) -> Atoms:

@@ -24,7 +24,7 @@ class TrainConfig:
     quadratic below the threshold, linear above, so a few far-from-equilibrium frames do not dominate).
     """
 
-    data: str  # ASE db or ase.io file; rows carry a `split` key (train/val/test)
+    data: str | list[str]  # ASE db or ase.io file(s), concatenated; rows carry a `split` key (train/val/test)
     output_dir: str = "runs/eqv2"
     model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
     finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
@@ -50,6 +50,9 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        paths = [self.data] if isinstance(self.data, str) else self.data
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+            raise ConfigError(f"data={self.data!r} must be a dataset path or a non-empty list of paths")
         if self.model and self.finetune_from:
             raise ConfigError("give either `model` (a new network) or `finetune_from` (a checkpoint), not both")
         for name in ("epochs", "batch_size"):

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..calculator import resolve_device
 from ..checkpoint import load_potential, read_checkpoint, save_checkpoint
-from ..data.dataset import check_elements, label_forces, label_stress, load_structures
+from ..data.dataset import check_elements, label_forces, label_stress, load_datasets
 from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
 from ..potential import Normalizer, Potential
@@ -154,8 +154,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
         self.out_dir = Path(config.output_dir)
-        self.train_set = load_structures(config.data, split=config.train_split)
-        self.val_set = load_structures(config.data, split=config.val_split)
+        self.train_set = load_datasets(config.data, split=config.train_split)
+        self.val_set = load_datasets(config.data, split=config.val_split)
         if config.max_train_structures:
             self.train_set = self.train_set[: config.max_train_structures]
         if not self.train_set:
