@@ -27,8 +27,8 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
-from .emt import (METALS, RELAX_FMAX, SystemSpec, emt_lattice_constant, generate_system, keep_frame, label_frame,
-                  map_systems, start_geometry, subsample_log, summarize, system_info, system_specs, write_frames)
+from .emt import (RELAX_FMAX, SystemSpec, generate_system, keep_frame, label_frame, map_systems, start_geometry,
+                  subsample_log, summarize, system_info, system_specs, write_frames)
 
 MODEL_RELAX_MAX_STEPS = 300  # as benchmarks/demo_acceptance.py
 
@@ -128,8 +128,6 @@ def make_active_dataset(path: str | Path, model: str, *, n_systems: int = 1000, 
     if n_keep < 1:
         raise ValueError(f"n_keep={n_keep} must be >= 1")
     specs = [s for s in system_specs(n_systems, seed) if s.kind == "adsorbate" and s.split != "test"]
-    for symbol in METALS:
-        emt_lattice_constant(symbol)
     start = time.perf_counter()
     frames: list[tuple[Atoms, dict]] = []
     errors: list[np.ndarray] = []
