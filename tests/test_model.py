@@ -76,6 +76,27 @@ def test_edge_wigner_matches_e3nn_and_aligns_edges() -> None:
     assert from_edge.shape == (50, (lmax + 1) ** 2, len(m_primary_lm(lmax, mmax)))
 
 
+@pytest.mark.parametrize("lmax,mmax,resolution", [(4, 2, 18), (6, 3, 18), (3, 3, None)])
+def test_separable_and_dense_sphere_grids_agree(lmax: int, mmax: int, resolution: int | None,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either form of the S2 grid projections (picked by cost) gives the same S2 activation and grid values, up to
+    the float32 round-off of the factors (O(1) inputs)."""
+    from eqv2_calc.model import activations
+    from eqv2_calc.model.so3 import s2_grid_factors
+
+    factors = s2_grid_factors(lmax, mmax, resolution)
+    grids = {}
+    for separable, fraction in ((True, 10.0), (False, 0.0)):
+        monkeypatch.setattr(activations, "SEPARABLE_COST_FRACTION", fraction)
+        grids[separable] = activations.SphereGrid(factors).double()
+        assert grids[separable].separable is separable
+    x = torch.randn(7, factors.to_lat.shape[2], 5, dtype=torch.float64)
+    torch.testing.assert_close(grids[True].silu(x), grids[False].silu(x), rtol=0, atol=1e-6)
+    points = grids[True].to_grid(x)
+    torch.testing.assert_close(points, grids[False].to_grid(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(grids[True].from_grid(points), grids[False].from_grid(points), rtol=0, atol=1e-6)
+
+
 def test_rotation_equivariance(potential: Potential, crystal: Atoms) -> None:
     ref = evaluate(potential, crystal)
     from scipy.spatial.transform import Rotation
@@ -136,7 +157,9 @@ def test_edge_chunks_give_the_same_result_and_only_without_autograd(potential: P
     edges = attention.EdgeGeometry(graph.edge_index, torch.empty(num_edges, 1, 1), torch.empty(num_edges, 1, 1),
                                    torch.empty(num_edges, 1), graph.atomic_numbers, len(crystal))
     with torch.no_grad():
-        assert len(edges.chunks()) == -(-num_edges // 7)
+        sizes = [c.stop - c.start for c in edges.chunks()]
+        assert len(sizes) == -(-num_edges // 7) and sum(sizes) == num_edges and max(sizes) - min(sizes) <= 1
+        assert [c.start for c in edges.chunks()[1:]] == [c.stop for c in edges.chunks()[:-1]]
         chunked = evaluate(potential, crystal)
     assert len(edges.chunks()) == 1  # autograd records: one chunk (a slice's backward is O(E))
     monkeypatch.setitem(attention.EDGE_CHUNK, "cpu", num_edges)

@@ -65,11 +65,13 @@ class EdgeGeometry:
         return self.source.shape[0]
 
     def chunks(self) -> list[slice]:
-        """Consecutive edge slices of at most `EDGE_CHUNK[device type]` edges; one slice on other devices
-        and whenever autograd records (see `EDGE_CHUNK`)."""
-        size = self.num_edges if torch.is_grad_enabled() else EDGE_CHUNK.get(self.source.device.type, self.num_edges)
-        size = max(size, 1)
-        return [slice(start, min(start + size, self.num_edges)) for start in range(0, max(self.num_edges, 1), size)]
+        """Consecutive, near-equal edge slices of at most `EDGE_CHUNK[device type]` edges (400 edges: 4 x 100,
+        not 3 x 128 + 16, whose last GEMMs would run on a few rows); one slice on other devices and whenever
+        autograd records (see `EDGE_CHUNK`)."""
+        limit = self.num_edges if torch.is_grad_enabled() else EDGE_CHUNK.get(self.source.device.type, self.num_edges)
+        count = max(-(-self.num_edges // max(limit, 1)), 1)
+        bounds = [self.num_edges * i // count for i in range(count + 1)]
+        return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
     def narrow(self, edges: slice) -> EdgeGeometry:
         """The same geometry restricted to a slice of edges (views, no copies)."""

@@ -20,7 +20,7 @@ from .heads import EnergyHead, ForceHead, Rank2Head
 from .linear import SO3Linear
 from .norms import make_norm
 from .radial import NUM_GAUSSIANS, GaussianSmearing, PolynomialEnvelope
-from .so3 import edge_wigner, l_primary_to_m_primary, s2_grid_matrices
+from .so3 import edge_wigner, l_primary_to_m_primary, s2_grid_factors
 
 
 class TransBlock(nn.Module):
@@ -54,10 +54,9 @@ class EquiformerV2Backbone(nn.Module):
             self.target_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
             self.edge_channels_list[0] += 2 * c.edge_channels
 
-        to_grid, from_grid = s2_grid_matrices(c.lmax, c.mmax, c.grid_resolution)
-        perm = l_primary_to_m_primary(c.lmax, c.mmax)
-        self.edge_grid = SphereGrid(to_grid[:, perm], from_grid[perm])
-        self.node_grid = SphereGrid(*s2_grid_matrices(c.lmax, c.lmax, c.grid_resolution))
+        edge_factors = s2_grid_factors(c.lmax, c.mmax, c.grid_resolution)
+        self.edge_grid = SphereGrid(edge_factors.reorder(l_primary_to_m_primary(c.lmax, c.mmax)))
+        self.node_grid = SphereGrid(s2_grid_factors(c.lmax, c.lmax, c.grid_resolution))
 
         self.edge_degree_embedding = EdgeDegreeEmbedding(c, self.edge_channels_list, c.avg_degree)
         self.blocks = nn.ModuleList(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 from e3nn import o3
@@ -148,17 +149,32 @@ def edge_wigner(edge_vec: torch.Tensor, lmax: int, mmax: int) -> tuple[torch.Ten
     return to_edge, from_edge
 
 
-def s2_grid_matrices(lmax: int, mmax: int, resolution: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Projections between coefficients with |m| <= mmax and a (lat, long) grid on the sphere.
+class GridFactors(NamedTuple):
+    """Separable S2 grid projections for the coefficients with |m| <= mmax (real SH: Y_lm = P_lm(lat) F_m(long)).
+
+    M = 2 mmax + 1 orders m = -mmax..mmax; n coefficients on the last axis of the Legendre factors.
+    to_lat: `(M, lat, n)`, to_long: `(long, M)`; from_lat: `(M, lat, n)` (with the quadrature weights),
+    from_long: `(M, long)`. A grid value at (long, lat) is sum_m to_long[long, m] sum_n to_lat[m, lat, n] x_n.
+    """
+
+    to_lat: torch.Tensor
+    to_long: torch.Tensor
+    from_lat: torch.Tensor
+    from_long: torch.Tensor
+
+    def reorder(self, index: torch.Tensor) -> GridFactors:
+        """The same projections with the coefficients taken in the order `index` `(n,)`."""
+        return self._replace(to_lat=self.to_lat[..., index], from_lat=self.from_lat[..., index])
+
+
+def s2_grid_factors(lmax: int, mmax: int, resolution: int | None) -> GridFactors:
+    """Projections between coefficients with |m| <= mmax and a (long, lat) grid on the sphere.
 
     Grid size follows fairchem's SO3_Grid: `resolution` x `resolution` if given, else
     lat = 2(lmax+1) and long = 2(mmax+1)+1 when lmax == mmax, otherwise 2 mmax + 1. Degrees
     l > mmax are rescaled by sqrt((2l+1)/(2mmax+1)). Uses e3nn's ToS2Grid/FromS2Grid
-    ("component" normalization).
-
-    Returns:
-        to_grid: `(lat*long, n)`, from_grid: `(n, lat*long)` with n the |m| <= mmax coefficients
-        in l-primary order (m = -min(l, mmax)..min(l, mmax) per l).
+    ("component" normalization). The coefficients are in l-primary order (m = -min(l, mmax)..min(l, mmax)
+    per l); see `GridFactors.reorder`.
     """
     lat = 2 * (lmax + 1)
     long = 2 * (mmax + 1) + 1 if lmax == mmax else 2 * mmax + 1
@@ -166,17 +182,19 @@ def s2_grid_matrices(lmax: int, mmax: int, resolution: int | None) -> tuple[torc
         lat = long = resolution
     to_s2 = o3.ToS2Grid(lmax, (lat, long), normalization="component")
     from_s2 = o3.FromS2Grid((lat, long), lmax, normalization="component")
-    to_grid = torch.einsum("mbi,am->bai", to_s2.shb, to_s2.sha)
-    from_grid = torch.einsum("am,mbi->bai", from_s2.sha, from_s2.shb)
     scale = torch.tensor([rescale_factor(l, mmax) for l in range(lmax + 1) for _ in range(2 * l + 1)])
     keep = torch.tensor([abs(m) <= mmax for l in range(lmax + 1) for m in range(-l, l + 1)])
-    to_grid = (to_grid * scale)[:, :, keep].reshape(lat * long, -1)
-    from_grid = (from_grid * scale)[:, :, keep].reshape(lat * long, -1).T
-    return to_grid.contiguous(), from_grid.contiguous()
+    orders = slice(lmax - mmax, lmax + mmax + 1)  # e3nn's order axis runs m = -lmax..lmax
+    return GridFactors(
+        to_lat=(to_s2.shb * scale)[orders][:, :, keep].contiguous(),
+        to_long=to_s2.sha[:, orders].contiguous(),
+        from_lat=(from_s2.shb * scale)[orders][:, :, keep].contiguous(),
+        from_long=from_s2.sha[:, orders].T.contiguous(),
+    )
 
 
 def l_primary_to_m_primary(lmax: int, mmax: int) -> torch.Tensor:
-    """Index that reorders |m| <= mmax coefficients from l-primary (as in `s2_grid_matrices`) to m-primary."""
+    """Index that reorders |m| <= mmax coefficients from l-primary (as in `s2_grid_factors`) to m-primary."""
     l_primary = [(l, m) for l in range(lmax + 1) for m in range(-min(l, mmax), min(l, mmax) + 1)]
     position = {lm: i for i, lm in enumerate(l_primary)}
     return torch.tensor([position[lm] for lm in m_primary_lm(lmax, mmax)], dtype=torch.long)
