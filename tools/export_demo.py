@@ -1,6 +1,6 @@
 """Export a trained run as the embedded demo model and register it in checkpoints.json.
 
-    python tools/export_demo.py .data/demo_labelfix/checkpoint.pt [--data .data/emt.db]
+    python tools/export_demo.py .data/demo_active/checkpoint.pt [--data .data/emt.db]
 
 Writes eqv2_calc/weights/eqv2_demo_emt.pt (inference-only: config, EMA weights, normalizers,
 element references, the training config and held-out test metrics), then updates the demo entry of
@@ -56,7 +56,9 @@ def registry_entry(potential, metrics: dict) -> dict:
                   f"{metrics['force_mae_meV_per_A']:.0f} meV/A ({metrics['test_structures']} structures). "
                   f"Reproduce: eqv2 data emt .data/emt.db --n-systems 1000; eqv2 train configs/demo_emt.yaml; "
                   f"eqv2 train configs/demo_emt_finetune.yaml; eqv2 train configs/demo_emt_labelfix.yaml; "
-                  f"python tools/export_demo.py .data/demo_labelfix/checkpoint.pt"),
+                  f"eqv2 data active .data/emt_active.db --model .data/demo_labelfix/checkpoint.pt --n-systems 600 "
+                  f"--seed 1; eqv2 train configs/demo_emt_active.yaml; "
+                  f"python tools/export_demo.py .data/demo_active/checkpoint.pt"),
     }
 
 
