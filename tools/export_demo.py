@@ -1,6 +1,6 @@
 """Export a trained run as the embedded demo model and register it in checkpoints.json.
 
-    python tools/export_demo.py .data/demo_active/checkpoint.pt [--data .data/emt.db]
+    python tools/export_demo.py .data/demo_active2/checkpoint.pt [--data .data/emt.db]
 
 Writes eqv2_calc/weights/eqv2_demo_emt.pt (inference-only: config, EMA weights, normalizers,
 element references, the training config and held-out test metrics), then updates the demo entry of
@@ -58,7 +58,9 @@ def registry_entry(potential, metrics: dict) -> dict:
                   f"eqv2 train configs/demo_emt_finetune.yaml; eqv2 train configs/demo_emt_labelfix.yaml; "
                   f"eqv2 data active .data/emt_active.db --model .data/demo_labelfix/checkpoint.pt --n-systems 600 "
                   f"--seed 1; eqv2 train configs/demo_emt_active.yaml; "
-                  f"python tools/export_demo.py .data/demo_active/checkpoint.pt"),
+                  f"eqv2 data active .data/emt_active2.db --model .data/demo_active/checkpoint.pt --n-systems 400 "
+                  f"--seed 2; eqv2 train configs/demo_emt_active2.yaml; "
+                  f"python tools/export_demo.py .data/demo_active2/checkpoint.pt"),
     }
 
 
