@@ -15,7 +15,13 @@ from .so3 import m_block_sizes
 
 
 class SO2mLinear(nn.Module):
-    """Order m > 0: complex-style linear map mixing the +m and -m coefficients of all degrees l >= m."""
+    """Order m > 0: complex-style linear map mixing the +m and -m coefficients of all degrees l >= m.
+
+    With x = x_+ + i x_- and W = W_r + i W_i (the two halves of `fc`'s output rows), the output is x W:
+    (x_+ W_r - x_- W_i, x_- W_r + x_+ W_i). It runs as Gauss's three products instead of four,
+    k1 = (x_+ + x_-) W_r, k2 = x_+ (W_i - W_r), k3 = x_- (W_r + W_i): out = (k1 - k3, k1 + k2),
+    which is a quarter fewer multiply-adds on the largest matmuls of the model.
+    """
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -24,10 +30,12 @@ class SO2mLinear(nn.Module):
 
     def forward(self, x_m: torch.Tensor) -> torch.Tensor:
         """`x_m`: `(E, 2, n_l * C_in)` (rows: +m, -m) -> `(E, 2, n_l * C_out)`."""
-        y = self.fc(x_m)
-        half = self.fc.out_features // 2
-        y_r, y_i = y.narrow(2, 0, half), y.narrow(2, half, half)
-        return torch.cat((y_r[:, 0:1] - y_i[:, 1:2], y_r[:, 1:2] + y_i[:, 0:1]), dim=1)
+        w_r, w_i = self.fc.weight.chunk(2, dim=0)
+        x_plus, x_minus = x_m.unbind(1)
+        k1 = torch.mm(x_plus + x_minus, w_r.t())
+        k2 = torch.mm(x_plus, (w_i - w_r).t())
+        k3 = torch.mm(x_minus, (w_r + w_i).t())
+        return torch.stack((k1 - k3, k1 + k2), dim=1)
 
 
 class SO2Convolution(nn.Module):
