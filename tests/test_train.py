@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ase.build import bulk
 from ase.io import write
 
 from eqv2_calc.checkpoint import load_potential, read_checkpoint
@@ -18,6 +19,8 @@ from eqv2_calc.data.dataset import DatasetError, SplitNotFoundError, load_datase
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
+from eqv2_calc.train.grow import add_identity_blocks
+from test_predict import demo_like_potential, slab_with_co
 from eqv2_calc.train.loop import ExponentialMovingAverage, _labels, learning_rate, loss_terms
 
 TINY_MODEL = dict(
@@ -100,11 +103,29 @@ def test_finetune_from_checkpoint(tiny_db: Path, tmp_path: Path) -> None:
     tuned = Trainer(tiny_config(tiny_db, tmp_path / "b", epochs=1, model={}, finetune_from=str(first)))
     assert tuned.potential.config == load_potential(first).config
     tuned.fit()
+    deeper = Trainer(tiny_config(tiny_db, tmp_path / "c", epochs=1, model={}, finetune_from=str(first), add_layers=1))
+    assert deeper.potential.config.num_layers == TINY_MODEL["num_layers"] + 1
+    assert load_potential(deeper.fit()).config.num_layers == TINY_MODEL["num_layers"] + 1
+
+
+def test_added_blocks_start_as_the_identity() -> None:
+    base = demo_like_potential()  # seeded random weights: every block changes the predictions
+    grown = add_identity_blocks(base, 2)
+    assert grown.config.num_layers == base.config.num_layers + 2 and next(grown.parameters()).dtype == torch.float64
+    structures = [slab_with_co(), bulk("Cu", "fcc", a=3.7, cubic=True)]
+    structures[1].rattle(0.1, seed=0)
+    before, after = base(base.make_graph(structures)), grown(grown.make_graph(structures))
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-10)
+    with pytest.raises(ConfigError, match="add_layers=0"):
+        add_identity_blocks(base, 0)
 
 
 def test_bad_training_input(tiny_db: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="learning_rate"):
         TrainConfig.from_yaml(_write(tmp_path / "bad.yaml", f"data: {tiny_db}\nlearning_rate: 0.1\n"))
+    with pytest.raises(ConfigError, match="needs `finetune_from`"):
+        tiny_config(tiny_db, tmp_path / "c", add_layers=1)
     with pytest.raises(ConfigError, match="loss='l1'"):
         tiny_config(tiny_db, tmp_path / "c", loss="l1")
     with pytest.raises(DatasetError, match="Cu|Ag|Au|Ni|Pd|Pt|Al"):

@@ -28,6 +28,7 @@ class TrainConfig:
     output_dir: str = "runs/eqv2"
     model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
     finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
+    add_layers: int = 0  # with finetune_from: append blocks that start as the identity (train.grow)
     resume: str | None = None  # checkpoint written by a previous run of this trainer
     train_split: str = "train"
     val_split: str = "val"
@@ -55,6 +56,9 @@ class TrainConfig:
             raise ConfigError(f"data={self.data!r} must be a dataset path or a non-empty list of paths")
         if self.model and self.finetune_from:
             raise ConfigError("give either `model` (a new network) or `finetune_from` (a checkpoint), not both")
+        if self.add_layers < 0 or (self.add_layers and not self.finetune_from):
+            raise ConfigError(f"add_layers={self.add_layers} must be >= 0 and needs `finetune_from` (blocks are "
+                              f"added to a trained network; a new one takes `model: {{num_layers: ...}}`)")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
 from ..potential import Normalizer, Potential
 from .config import TrainConfig
+from .grow import add_identity_blocks
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ class Trainer:
         if cfg.finetune_from:
             from ..hub import resolve_checkpoint
 
-            return load_potential(resolve_checkpoint(cfg.finetune_from))
+            potential = load_potential(resolve_checkpoint(cfg.finetune_from))
+            return add_identity_blocks(potential, cfg.add_layers) if cfg.add_layers else potential
         refs = fit_element_references(self.train_set)
         energy_norm = energy_normalizer(self.train_set)
         # avg_num_nodes = 1: each atom's head output is its energy in units of the normalizer's rmsd. Dividing
