@@ -20,8 +20,8 @@ from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
 from eqv2_calc.train.grow import add_identity_blocks
-from test_predict import demo_like_potential, slab_with_co
 from eqv2_calc.train.loop import ExponentialMovingAverage, _labels, learning_rate, loss_terms
+from test_predict import demo_like_potential, slab_with_co
 
 TINY_MODEL = dict(
     num_layers=1, sphere_channels=8, attn_hidden_channels=8, num_heads=2, attn_alpha_channels=4,
