@@ -111,10 +111,30 @@ def _check_reachable(address: str) -> None:
                            "there, and is the port open?") from exc
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def _silence_raylet_reports() -> None:
+    """Drop the reports Ray's driver thread prints for the raylet ("A worker died or was killed ...", many
+    lines each): the run's summary names the retried chunks and why. Other output of Ray is kept."""
+    from ray._private import worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "drops_raylet_reports", False):
+        return
+
+    def without_raylet(data: dict, *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, *args, **kwargs)
+
+    without_raylet.drops_raylet_reports = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = without_raylet
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False) -> None:
     """Join a Ray cluster: None or 'local' starts one on this machine (`num_cpus` cores), 'auto' joins the
-    one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one. No-op when already connected."""
+    one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one. No-op when already connected.
+    `quiet`: Ray's own reports of dead workers are not printed (the summary of a run lists them)."""
     ray = _import_ray()
+    if quiet:
+        _silence_raylet_reports()
     if address not in (None, "local", "auto"):
         if os.path.exists(address):
             raise ClusterError(f"--ray got {address!r}, which is a file: put --ray after the structure files, "
