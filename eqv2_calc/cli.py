@@ -328,6 +328,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "(default: the embedded demo model, trained on EMT labels, not DFT)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or step logs")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads of torch (default: torch's choice, "
+                        "the cores; OMP_WAIT_POLICY=PASSIVE unless set: see docs/performance.md)")
 
 
 def _add_scale_options(parser: argparse.ArgumentParser, results_note: str = "") -> None:
@@ -449,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     warnings.formatwarning = _format_warning
     try:
+        from .threads import configure
+
+        configure(getattr(args, "threads", None))  # before the command imports torch
         return args.func(args)
     # user-caused failures (bad files, names, options, devices): one line, no traceback
     except (EquiformerV2Error, OSError, ValueError, FloatingPointError, RuntimeError) as exc:
