@@ -187,7 +187,7 @@ def _cmd_adsorb(args: argparse.Namespace) -> int:
     systems = run_adsorbml(args.bulk, args.adsorbate, _model(args), miller=args.miller, max_miller=args.max_miller,
                            slab_settings=settings, binding_indices=args.binding_atoms, num_random=args.num_random,
                            fmax=args.fmax, steps=args.steps, batch_size=args.batch, seed=args.seed,
-                           device=args.device, progress=not args.quiet)
+                           device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
     for line in summary_lines(systems, args.top_k):
         print(line)
     paths = write_results(systems, args.output, args.top_k, plot=args.plot)
@@ -415,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
     adsorb.add_argument("--steps", type=int, default=300, help="most FIRE steps per structure (default 300)")
     adsorb.add_argument("--batch", type=int, default=32, help="structures relaxed together (default 32)")
+    adsorb.add_argument("--max-atoms", type=int, help="atoms per model call (default: sized from the memory a "
+                        "call needs; on a CPU at most 256)")
     adsorb.add_argument("--min-slab-size", type=float, default=7.0, help="slab thickness, A (default 7, OC20)")
     adsorb.add_argument("--min-ab", type=float, default=8.0, help="smallest in-plane cell length, A (default 8, OC20)")
     adsorb.add_argument("--seed", type=int, default=0, help="seed of the placements (default 0)")

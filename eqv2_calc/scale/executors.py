@@ -193,6 +193,7 @@ class RayExecutor:
         self.replacements_left = 2 * workers if max_replacements is None else max_replacements
         self.workers = [self._start() for _ in range(workers)]  # the first pool, checked below
         self.load = {worker: 0 for worker in self.workers}  # requests queued on each live worker
+        self.loading: dict[Any, Any] = {}  # ready() request -> replacement still loading the model
         self.running: dict[Any, tuple[Chunk, Any]] = {}
         self.slots = REQUESTS_PER_WORKER * workers
         try:
@@ -213,6 +214,9 @@ class RayExecutor:
         return self.actor_class.remote(*self.arguments)
 
     def submit(self, chunk: Chunk, task: Task) -> None:
+        self._admit(block=False)
+        while not self.load and self.loading:  # every worker died: wait for a replacement to load the model
+            self._admit(block=True)
         if not self.load:
             raise WorkerError(f"every worker died and {self.model!r} has no replacement left; see the summary")
         worker = min(self.load, key=self.load.get)
@@ -223,13 +227,41 @@ class RayExecutor:
         if self.load.pop(dead, None) is None:
             return
         self.slots -= REQUESTS_PER_WORKER
+        self._start_replacement()
+
+    def _start_replacement(self) -> None:
+        """Start a replacement; it gets chunks once its model is loaded (`_admit`), so that no chunk waits on
+        a model load while a loaded worker could take it."""
         if self.replacements_left > 0:
             self.replacements_left -= 1
-            self.load[self._start()] = 0
-            self.slots += REQUESTS_PER_WORKER
+            worker = self._start()
+            self.loading[worker.ready.remote()] = worker
+
+    def _admit(self, *, block: bool) -> None:
+        """Move replacements that finished loading into the pool (with `block`, wait for at least one)."""
+        if not self.loading:
+            return
+        ray = self.ray
+        ready, _ = ray.wait(list(self.loading), num_returns=1 if block else len(self.loading),
+                            timeout=WORKER_START_TIMEOUT_S if block else 0)
+        if block and not ready:
+            raise WorkerError(f"no replacement worker loaded {self.model!r} within {WORKER_START_TIMEOUT_S:g} s")
+        for ref in ready:
+            worker = self.loading.pop(ref)
+            try:
+                error = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                error = f"died while loading: {str(exc).splitlines()[0]}"
+            if error is None:
+                self.load[worker] = 0
+                self.slots += REQUESTS_PER_WORKER
+            else:  # a replacement that cannot load the model: retire it, try another
+                ray.kill(worker)
+                self._start_replacement()
 
     def wait(self) -> Outcome:
         ray = self.ray
+        self._admit(block=False)
         [ref], _ = ray.wait(list(self.running), num_returns=1)
         chunk, worker = self.running.pop(ref)
         try:
@@ -257,9 +289,10 @@ class RayExecutor:
 
     def close(self) -> None:
         """Stop the actors (the cluster stays up)."""
-        for worker in {*self.load, *self.workers}:
+        for worker in {*self.load, *self.workers, *self.loading.values()}:
             self.ray.kill(worker)
         self.load.clear()
+        self.loading.clear()
         self.workers = []
 
     def __enter__(self) -> RayExecutor:

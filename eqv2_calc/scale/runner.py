@@ -1,7 +1,8 @@
 """`run_job`: send a job's unfinished chunks to an executor, store each as it finishes, retry failures.
 
-Retries: a chunk whose worker died or raised is queued again (the Ray executor hands it to another or a
-fresh worker) up to `max_retries` times; after that it is reported as failed and left for the next run.
+Retries: a chunk whose worker died or raised is queued again, at the front, (the Ray executor hands it to
+another worker, or to a replacement once that has loaded the model) up to `max_retries` times; after that it
+is reported as failed and left for the next run.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def run_job(job: Job, executor: Executor, directory: str | os.PathLike | ResultS
                 continue
             summary.retried.setdefault(chunk.id, []).append(reason)
             if len(summary.retried[chunk.id]) <= max_retries:
-                pending.append(chunk)
+                pending.appendleft(chunk)  # first in line: the tail of a job does not wait on a retried chunk
             else:
                 summary.failed_chunks[chunk.id] = reason
         summary.status = "incomplete" if summary.failed_chunks else "complete"
