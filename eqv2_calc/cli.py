@@ -53,18 +53,6 @@ def _read_inputs(paths: Sequence[str]) -> tuple[list, list[str]]:
     return structures, labels
 
 
-def _write_structures(path: str, structures: list) -> None:
-    """Write to any ASE format; an extension ASE does not know (or none) gets extxyz."""
-    from ase.io import write
-    from ase.io.formats import filetype
-
-    try:
-        filetype(path, read=False)
-        write(path, structures)
-    except ValueError:
-        write(path, structures, format="extxyz")
-
-
 def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], task) -> int:
     """--results / --ray: a chunked, resumable run on model-holding workers (`eqv2_calc.scale`)."""
     from .scale import Job, run
@@ -76,7 +64,8 @@ def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], t
     job = Job(structures, labels, task, _model(args), chunk_size=args.chunk_size)
     try:
         summary = run(job, args.results, ray=args.ray, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                      device=args.device, max_retries=args.retries, progress=not args.quiet)
+                      device=args.device, max_retries=args.retries, progress=not args.quiet,
+                      overwrite=args.overwrite)
     except KeyboardInterrupt:
         print(f"eqv2: interrupted; finished chunks are kept in {args.results}: run the same command to resume",
               file=sys.stderr)
@@ -114,7 +103,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 writer.writerow([r["structure"], r["formula"], r["natoms"], r["energy"], r["fmax"],
                                  *r.get("stress", [""] * 6)])
     elif args.output:
-        _write_structures(args.output, structures)
+        from .structures import write_structures
+
+        write_structures(args.output, structures)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
@@ -145,7 +136,9 @@ def _cmd_relax(args: argparse.Namespace) -> int:
         calc = EquiformerV2Calculator(_model(args), device=args.device)
         results = [relax(atoms, calc, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
                          relax_cell=args.cell, logfile=None if args.quiet else "-") for atoms in structures]
-    _write_structures(args.output, [r.atoms for r in results])
+    from .structures import write_structures
+
+    write_structures(args.output, [r.atoms for r in results])
     print(f"{'structure':<32} {'formula':<14} {'energy (eV)':>14} {'steps':>6} {'fmax (eV/A)':>12} converged")
     for label, r in zip(labels, results):
         print(f"{label:<32} {r.atoms.get_chemical_formula():<14} {r.energy:>14.6f} {r.steps:>6} {r.fmax:>12.4f} "
@@ -194,7 +187,7 @@ def _cmd_adsorb(args: argparse.Namespace) -> int:
     systems = run_adsorbml(args.bulk, args.adsorbate, _model(args), miller=args.miller, max_miller=args.max_miller,
                            slab_settings=settings, binding_indices=args.binding_atoms, num_random=args.num_random,
                            fmax=args.fmax, steps=args.steps, batch_size=args.batch, seed=args.seed,
-                           device=args.device, progress=not args.quiet)
+                           device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
     for line in summary_lines(systems, args.top_k):
         print(line)
     paths = write_results(systems, args.output, args.top_k, plot=args.plot)
@@ -335,13 +328,18 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "(default: the embedded demo model, trained on EMT labels, not DFT)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or step logs")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads of torch (default: torch's choice, "
+                        "the cores; OMP_WAIT_POLICY=PASSIVE unless set: see docs/performance.md)")
 
 
-def _add_scale_options(parser: argparse.ArgumentParser) -> None:
+def _add_scale_options(parser: argparse.ArgumentParser, results_note: str = "") -> None:
     group = parser.add_argument_group("scale out (chunked and resumable; README 'Scale out')")
     group.add_argument("--results", metavar="DIR", help="write results chunk by chunk into DIR (results.csv, "
-                       "structures.extxyz, summary.json); running the same command again skips finished chunks; relax runs the "
-                       "batched FIRE of --batch")
+                       "structures.extxyz, summary.json); running the same command again skips finished chunks, "
+                       "and a DIR of another job (other model weights, structures or settings) is refused"
+                       + results_note)
+    group.add_argument("--overwrite", action="store_true", help="delete the results held in --results DIR and "
+                       "start over (instead of refusing a DIR of another job)")
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on Ray workers: no ADDRESS "
                        "starts a local cluster, 'auto' joins the one on this machine, or HOST:PORT / ray://HOST:PORT "
                        "(put --ray after the files, or write --ray=ADDRESS); needs pip install 'eqv2-calc[ray]'")
@@ -382,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     relax.add_argument("--batch", action="store_true", help="relax all frames together with the batched FIRE")
     relax.add_argument("--batch-size", type=int, default=32, help="structures per batch with --batch (default 32)")
     relax.add_argument("--plot", help="PNG of energy and max force per step")
-    _add_scale_options(relax)
+    _add_scale_options(relax, "; relax runs the batched FIRE, --batch-size structures together")
     relax.set_defaults(func=_cmd_relax)
     md = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) of the last structure of a file")
     _add_model_options(md)
@@ -417,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
     adsorb.add_argument("--steps", type=int, default=300, help="most FIRE steps per structure (default 300)")
     adsorb.add_argument("--batch", type=int, default=32, help="structures relaxed together (default 32)")
+    adsorb.add_argument("--max-atoms", type=int, help="atoms per model call (default: sized from the memory a "
+                        "call needs; on a CPU at most 256)")
     adsorb.add_argument("--min-slab-size", type=float, default=7.0, help="slab thickness, A (default 7, OC20)")
     adsorb.add_argument("--min-ab", type=float, default=8.0, help="smallest in-plane cell length, A (default 8, OC20)")
     adsorb.add_argument("--seed", type=int, default=0, help="seed of the placements (default 0)")
@@ -453,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     warnings.formatwarning = _format_warning
     try:
+        from .threads import configure
+
+        configure(getattr(args, "threads", None))  # before the command imports torch
         return args.func(args)
     # user-caused failures (bad files, names, options, devices): one line, no traceback
     except (EquiformerV2Error, OSError, ValueError, FloatingPointError, RuntimeError) as exc:

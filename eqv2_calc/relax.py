@@ -308,6 +308,7 @@ def relax_many(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     callback: Callable[[int, RelaxResult], None] | None = None,
+    max_atoms: int | None = None,
 ) -> list[RelaxResult]:
     """Relax many structures together with a batched FIRE: one model call per step for the whole batch.
 
@@ -319,8 +320,10 @@ def relax_many(
         steps: most FIRE steps per structure; a structure that reaches it is returned with converged=False.
         relax_cell: also relax each cell (needs a stress-predicting model and fully periodic structures).
         batch_size: structures evaluated together; finished ones are replaced by waiting ones.
+        max_atoms: also at most this many atoms per model call (a structure larger than it runs alone);
+            `eqv2_calc.batching.max_batch_atoms` sizes it from memory. None: no limit.
         device, dtype: where and in which precision the model runs.
-        progress: show a progress bar (on a terminal).
+        progress: show a progress bar (on a terminal) of finished structures, with how many converged.
         callback: called as `callback(i, result)` when structure i finishes.
 
     Returns:
@@ -328,6 +331,8 @@ def relax_many(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if max_atoms is not None and max_atoms < 1:
+        raise ValueError(f"max_atoms={max_atoms} must be at least 1")
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
@@ -339,9 +344,12 @@ def relax_many(
     waiting = deque(range(len(atoms_list)))
     results: list[RelaxResult | None] = [None] * len(atoms_list)
     state = _FireBatch(relax_cell)
+    limit = max_atoms or sum(len(a) for a in atoms_list)
+    converged_count = 0
     with tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar:
         while waiting or len(state):
-            while waiting and len(state) < batch_size:
+            while waiting and len(state) < batch_size and (
+                    not len(state) or int(state.natoms.sum()) + len(atoms_list[waiting[0]]) <= limit):
                 i = waiting.popleft()
                 state.add(i, atoms_list[i], free[i])
             predictions = evaluate(potential, state.sync_atoms())
@@ -363,6 +371,8 @@ def relax_many(
                 results[state.index[b]] = result
                 if callback is not None:
                     callback(state.index[b], result)
+                converged_count += result.converged
+                bar.set_postfix(converged=converged_count, refresh=False)
                 bar.update(1)
             keep = ~done
             fx, fg = fx[keep[state.batch]], fg[keep]

@@ -1,15 +1,17 @@
 """Input conversion for every workflow: ASE `Atoms`, pymatgen `Structure`/`Molecule`, or structure files.
 
 One place decides what counts as a structure, so `predict`, `relax`, `run_md` and the `eqv2` command
-line accept the same inputs and fail with the same messages.
+line accept the same inputs and fail with the same messages; and one place writes structure files
+(`write_structures`), so that every file a command writes reads back in ASE and pymatgen.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ase import Atoms
 
@@ -73,6 +75,43 @@ def to_atoms_list(structures: StructureLike | Iterable[StructureLike]) -> list[A
     if not out:
         raise InvalidStructureError("no structures given")
     return out
+
+
+def writable_copy(atoms: Atoms) -> Atoms:
+    """A copy of `atoms` holding only per-atom columns every atom has a value in.
+
+    Text columns with an empty entry are dropped: pymatgen's site properties (`bulk_wyckoff` of a slab) are
+    empty for atoms added later (an adsorbate), and such a column makes an extxyz line short by one field,
+    which ASE cannot read back. Numbers, positions, tags, masses, momenta, charges, magnetic moments,
+    numeric columns, `info`, the calculator's results and the constraints (FixAtoms) are kept.
+    """
+    out = atoms.copy()
+    out.calc = atoms.calc
+    for name, values in list(out.arrays.items()):
+        if values.dtype.kind in "USO" and any(v is None or str(v).strip() == "" for v in values.ravel()):
+            del out.arrays[name]
+    return out
+
+
+def write_structures(destination: str | os.PathLike | IO[str], structures: Atoms | Iterable[Atoms],
+                     format: str | None = None, **kwargs: Any) -> None:
+    """Write structures to any ASE format (the format from the extension; extxyz for an extension ASE does
+    not know, or none, or a text stream), each first made readable by `writable_copy`.
+
+    `kwargs` go to `ase.io.write` (e.g. `direct=True` for POSCAR).
+    """
+    from ase.io import write
+    from ase.io.formats import filetype
+
+    images = [writable_copy(a) for a in ([structures] if isinstance(structures, Atoms) else structures)]
+    if format is None:
+        try:
+            format = filetype(destination, read=False) if isinstance(destination, (str, os.PathLike)) else "extxyz"
+        except ValueError:
+            format = "extxyz"
+    with warnings.catch_warnings():  # info dicts (e.g. ASE's adsorbate_info) do not fit in extxyz
+        warnings.filterwarnings("ignore", message="Skipping unhashable information")
+        write(destination, images if len(images) != 1 else images[0], format=format, **kwargs)
 
 
 def _is_pymatgen(obj: Any) -> bool:

@@ -189,6 +189,16 @@ def ray_cluster():
     ray.shutdown()
 
 
+def test_quiet_drops_ray_worker_death_reports(ray_cluster, capsys):
+    from ray._private import worker as ray_worker
+
+    connect(quiet=True)
+    ray_worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet", "is_err": False}, False)
+    ray_worker.print_to_stdstream({"lines": ["a worker's own line"], "pid": 12, "is_err": False}, False)
+    out = capsys.readouterr().out
+    assert "a worker's own line" in out and "worker died" not in out
+
+
 def test_ray_checkpoint_a_worker_cannot_load(ray_cluster, tmp_path):
     from eqv2_calc.scale import RayExecutor
 
@@ -281,3 +291,115 @@ def test_ray_adsorb_systems_match_local(pool, local, tmp_path):
         [(r["structure"], r["placements"], r["error"]) for r in local_rows]
     np.testing.assert_allclose([float(r["best_energy_eV"]) for r in ray_rows],
                                [float(r["best_energy_eV"]) for r in local_rows], atol=1e-4)
+
+
+# --- job fingerprints: a results directory never mixes two jobs ------------------------------------------
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished run of two structures with a checkpoint file `model.pt` (the seeded small stand-in)."""
+    import shutil
+
+    from eqv2_calc.scale import run
+
+    root = tmp_path_factory.mktemp("fingerprint")
+    shutil.copy(Path(__file__).parent / "data" / "ckpt_small.pt", root / "model.pt")
+    job = Job(_structures()[:2], ["a", "b"], predict_task(batch_size=2), str(root / "model.pt"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EQV2_CACHE", str(root / "cache"))  # the file hash cache
+        run(job, root / "out", device="cpu", progress=False)
+    return root, job
+
+
+def test_rerun_of_another_job_is_refused_and_leaves_the_directory(small_run, tmp_path, monkeypatch):
+    import shutil
+
+    from eqv2_calc.scale import run
+
+    root, job = small_run
+    monkeypatch.setenv("EQV2_CACHE", str(tmp_path / "cache"))
+    before = _snapshot(root / "out")
+    structures = _structures()[:2]
+    structures[1].positions[0, 2] += 0.01
+    others = {"structures: 2 both, with other": Job(structures, ["a", "b"], job.task, job.model),
+              "settings: batch_size 2 there, 3 now": Job(job.structures, ["a", "b"], predict_task(3),
+                                                                  job.model)}
+    for why, other in others.items():
+        with pytest.raises(ResultsDirError, match=f"{why}.*--results NEWDIR.*--overwrite"):
+            run(other, root / "out", device="cpu", progress=False)
+    # `./job.extxyz` or `job.extxyz`: other labels, same job
+    assert Job(job.structures, ["./a", "b"], job.task, "./" + os.path.relpath(job.model)).fingerprint() == \
+        job.fingerprint()
+    replaced = tmp_path / "model.pt"
+    shutil.copy(root / "model.pt", replaced)
+    shutil.copy(Path(__file__).parent / "data" / "ckpt_small_gate.pt", root / "model.pt")  # retrained in place
+    try:
+        with pytest.raises(ResultsDirError, match="model weights: .*model.pt.*(the checkpoint was replaced)"):
+            run(Job(job.structures, job.labels, job.task, job.model), root / "out", device="cpu", progress=False)
+    finally:
+        shutil.copy(replaced, root / "model.pt")
+    assert _snapshot(root / "out") == before
+
+
+def test_overwrite_starts_over(small_run, tmp_path):
+    import shutil
+
+    from eqv2_calc.scale import run
+
+    root, job = small_run
+    shutil.copytree(root / "out", tmp_path / "out")
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    other = Job(job.structures[:1], ["a"], job.task, job.model)
+    summary = run(other, tmp_path / "out", device="cpu", progress=False, overwrite=True)
+    assert summary.completed_chunks == 1 and summary.skipped_chunks == 0
+    assert len(_table(tmp_path / "out")) == 1 and (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_model_fingerprint_by_content(tmp_path, monkeypatch, small_potential):
+    from eqv2_calc.hub import load_registry
+    from eqv2_calc.scale.fingerprint import file_sha256, model_fingerprint
+
+    monkeypatch.setenv("EQV2_CACHE", str(tmp_path))
+    entry = load_registry().get(DEMO_MODEL)
+    assert {model_fingerprint(key) for key in entry.keys} == {f"sha256:{entry.sha256}"}  # aliases: one model
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"one")
+    first = file_sha256(path)
+    assert file_sha256(path) == first and (tmp_path / "file_sha256.json").is_file()  # cached by path+size+mtime
+    path.write_bytes(b"other")
+    assert file_sha256(path) != first
+    before = model_fingerprint(small_potential)
+    with torch.no_grad():
+        next(small_potential.parameters()).add_(1e-3)
+    try:
+        assert model_fingerprint(small_potential) != before
+    finally:
+        with torch.no_grad():
+            next(small_potential.parameters()).sub_(1e-3)
+
+
+def test_cli_ray_refusal_comes_before_any_worker(small_run, tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from eqv2_calc.cli import main
+    from eqv2_calc.scale import runner
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("Ray was joined or a worker started before the results directory was checked")
+
+    monkeypatch.setenv("EQV2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "connect", no_cluster)
+    monkeypatch.setattr(runner, "RayExecutor", no_cluster)
+    root, _ = small_run
+    write(tmp_path / "a.xyz", _structures()[3:4])
+    before = _snapshot(root / "out")
+    assert main(["predict", str(tmp_path / "a.xyz"), "--model", str(root / "model.pt"), "--results",
+                 str(root / "out"), "--ray", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the results of another job: structures: 2 there, 1 now" in err and "--overwrite" in err
+    assert _snapshot(root / "out") == before

@@ -73,3 +73,32 @@ def test_relax_many_refuses_other_constraints_and_bad_cells(potential: Potential
         relax_many([slab], potential, device="cpu", progress=False)
     with pytest.raises(ValueError, match="periodic along all three axes"):
         relax_many([fixed_slab(1.9)], potential, relax_cell=True, device="cpu", progress=False)
+
+
+def test_relax_many_caps_atoms_per_call_and_sizes_it_from_memory(potential: Potential, monkeypatch) -> None:
+    import sys
+
+    from eqv2_calc import batching
+
+    relax_module = sys.modules["eqv2_calc.relax"]
+
+    slabs = [fixed_slab(1.8 + 0.15 * i) for i in range(3)]
+    sizes = []
+    evaluate = relax_module.evaluate
+
+    def counting(potential, structures, *args):
+        sizes.append(sum(len(s) for s in structures))
+        return evaluate(potential, structures, *args)
+
+    monkeypatch.setattr(relax_module, "evaluate", counting)
+    free = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False)
+    capped = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False,
+                        max_atoms=len(slabs[0]) + 1)
+    n = len(slabs[0])
+    assert sizes == [3 * n] * 5 + [n] * 15  # 5 evaluations each (4 steps): together, then one at a time
+    assert [r.energy for r in capped] == pytest.approx([r.energy for r in free], abs=1e-8)
+    # the memory estimate: a larger budget, more atoms; never fewer than one structure
+    per_edge = batching.bytes_per_edge(potential)
+    assert per_edge > 0 and batching.max_batch_atoms(potential, slabs[0]) >= len(slabs[0])
+    monkeypatch.setattr(batching, "memory_budget", lambda device: 10 * per_edge)
+    assert batching.max_batch_atoms(potential, slabs[0]) == len(slabs[0])

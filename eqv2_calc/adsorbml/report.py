@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ase import Atoms
 
+from ..structures import write_structures
 from .screen import Candidate, SystemScreen
 
 CSV_NAME, JSON_NAME, FIGURE_NAME, TOP_DIR = "adsorbml.csv", "adsorbml.json", "adsorbml.png", "top"
@@ -59,8 +60,6 @@ def write_results(systems: Sequence[SystemScreen], out_dir: str | os.PathLike, t
                   plot: bool = True) -> dict[str, Path]:
     """Write `adsorbml.csv`, `adsorbml.json`, `top/<system>_rank<r>.extxyz` + `.POSCAR` (the k best valid
     structures, tags and FixAtoms kept) and, with `plot`, `adsorbml.png`. Returns the paths by kind."""
-    from ase.io import write
-
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1")
     out = Path(out_dir)
@@ -81,8 +80,8 @@ def write_results(systems: Sequence[SystemScreen], out_dir: str | os.PathLike, t
         for rank, c in enumerate(system.top(top_k), start=1):
             stem = out / TOP_DIR / f"{_slug(system.label)}_rank{rank}"
             atoms = _for_dft(c, rank)
-            write(f"{stem}.extxyz", atoms, format="extxyz")
-            write(f"{stem}.POSCAR", atoms, format="vasp", direct=True, sort=False)
+            write_structures(f"{stem}.extxyz", atoms, format="extxyz")
+            write_structures(f"{stem}.POSCAR", atoms, format="vasp", direct=True, sort=False)
     if plot:
         paths["figure"] = plot_screen(systems, out / FIGURE_NAME, top_k)
     return paths

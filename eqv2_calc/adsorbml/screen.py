@@ -5,16 +5,19 @@ with `relax_many`, drop the physically invalid results, rank the rest and comput
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from ase import Atoms
 
+from ..batching import estimated_bytes, max_batch_atoms
 from ..calculator import EquiformerV2Calculator
 from ..hub import ModelEntry, find_entry
 from ..potential import Potential
-from ..predict import DEMO_MODEL, resolve_model
+from ..predict import DEMO_MODEL, evaluate, resolve_model
 from ..relax import DEFAULT_RELAX_BATCH, RelaxResult, relax_many
 from ..structures import StructureLike
 from .adsorbates import Adsorbate, resolve_adsorbate
@@ -27,6 +30,9 @@ from .slabs import SlabSettings, build_slabs, check_slab
 # fmax 0.02 and 300 steps (EquiformerV2 paper, section D.3); 0.05 is enough to rank on a CPU.
 SCREEN_FMAX = 0.05
 SCREEN_STEPS = 300
+# FIRE steps assumed per placement in the plan's time estimate (half of SCREEN_STEPS; not yet measured on a
+# quiet machine: benchmarks/bench_screen.py reports the real steps per placement).
+TYPICAL_SCREEN_STEPS = 150
 DEFAULT_NUM_RANDOM = 20  # random placements per slab on a CPU; AdsorbML used 100 (placement.ADSORBML_NUM_RANDOM)
 
 
@@ -115,6 +121,7 @@ def screen(
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    max_atoms: int | None = None,
 ) -> list[SystemScreen]:
     """Screen `adsorbate` on each slab: placements, one batched relaxation of all of them (and of the clean
     slabs), anomaly detection against the relaxed clean slab, adsorption energies, ranking.
@@ -128,7 +135,10 @@ def screen(
         fmax, steps, batch_size: `relax_many` settings (eV/Angstrom, FIRE steps, structures per batch).
         seed: placements are reproducible for a seed.
         gas_references: per-element gas-phase energies (eV) for a total-energy model the package has none for.
-        device, dtype, progress: as for `relax_many`.
+        device, dtype, progress: as for `relax_many`; with `progress` the plan (slab atoms, placements, batch,
+            device, a time estimate) is printed to stderr first.
+        max_atoms: atoms per model call; default from the memory a call needs (`batching.max_batch_atoms`),
+            which keeps a CPU screen under 4 GB (a batch of 32 placements of a 98-atom slab took 8 GB).
 
     Returns:
         One `SystemScreen` per slab, in order.
@@ -153,8 +163,12 @@ def screen(
     placements = [make_placements(slab, ads, num_random=num_random, heuristic=heuristic, seed=seed + i)
                   for i, slab in enumerate(slabs)]
     structures = slabs + [p.atoms for group in placements for p in group]
+    sample = max(structures, key=len)
+    max_atoms = max_atoms or max_batch_atoms(potential, sample)
+    if progress:
+        print(screen_plan(potential, slabs, placements, batch_size, max_atoms, steps), file=sys.stderr, flush=True)
     results = relax_many(structures, potential, fmax=fmax, steps=steps, batch_size=batch_size, device=device,
-                         dtype=dtype, progress=progress)
+                         dtype=dtype, progress=progress, max_atoms=max_atoms)
     out, start = [], len(slabs)
     for slab, slab_result, group in zip(slabs, results, placements):
         system = SystemScreen(slab, slab_result, ads, scheme)
@@ -165,6 +179,33 @@ def screen(
         start += len(group)
         out.append(system)
     return out
+
+
+def screen_plan(potential: Potential, slabs: Sequence[Atoms], placements: Sequence[Sequence[Placement]],
+                batch_size: int, max_atoms: int, steps: int) -> str:
+    """What a screen is about to do, for people: slab atoms, placements, batch, device, estimated memory of a
+    model call and time (one model call on the largest structure, timed now, scaled to every relaxation
+    taking `TYPICAL_SCREEN_STEPS` steps; at most `steps`)."""
+    structures = [*slabs, *(p.atoms for group in placements for p in group)]
+    sample = max(structures, key=len)
+    per_batch = max(1, min(batch_size, max_atoms // len(sample), len(structures)))
+    device = next(potential.parameters()).device
+    start = time.perf_counter()
+    evaluate(potential, [sample])
+    per_atom_s = (time.perf_counter() - start) / len(sample)
+    total_atoms = sum(len(a) for a in structures)
+    typical_s = per_atom_s * total_atoms * min(steps, TYPICAL_SCREEN_STEPS)
+    slab_text = ", ".join(f"{slab.get_chemical_formula()} ({len(slab)} atoms)" for slab in slabs)
+    return (f"plan: {len(slabs)} slab(s) {slab_text}; {sum(map(len, placements))} placements + {len(slabs)} clean "
+            f"slab(s) = {len(structures)} relaxations; up to {per_batch} per model call ({per_batch * len(sample)} "
+            f"atoms, ~{estimated_bytes(potential, sample, per_batch * len(sample)) / 1e9:.1f} GB) on {device}; "
+            + (f"about {_duration(typical_s)} at up to {steps} steps each" if steps <= TYPICAL_SCREEN_STEPS else
+               f"about {_duration(typical_s)} at {TYPICAL_SCREEN_STEPS} steps each (at most "
+               f"{_duration(per_atom_s * total_atoms * steps)} at {steps} steps)"))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _check_inputs(ads: Adsorbate, slabs: Sequence[Atoms], entry: ModelEntry | None,

@@ -496,9 +496,9 @@ def write_frames(path: Path, frames: list[tuple[Atoms, dict]]) -> None:
                 for atoms, kvp in frames:
                     db.write(atoms, key_value_pairs=kvp)
         else:
-            from ase.io import write
+            from ..structures import write_structures
             out = [_with_info(atoms, kvp) for atoms, kvp in frames]
-            write(tmp, out, format="extxyz" if path.suffix in (".xyz", ".extxyz") else None)
+            write_structures(tmp, out, format="extxyz" if path.suffix in (".xyz", ".extxyz") else None)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

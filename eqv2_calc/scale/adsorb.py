@@ -136,4 +136,4 @@ def adsorb_task(num_random: int = DEFAULT_NUM_RANDOM, fmax: float = SCREEN_FMAX,
     per chunk by default, as a system already fills batches with its placements."""
     return Task(adsorb_items, ADSORB_COLUMNS,
                 {"num_random": num_random, "fmax": fmax, "steps": steps, "batch_size": batch_size, "seed": seed,
-                 "min_slab_size": min_slab_size, "min_ab": min_ab}, chunk_size=1)
+                 "min_slab_size": min_slab_size, "min_ab": min_ab}, chunk_size=1, info_keys=(SYSTEM_KEY,))

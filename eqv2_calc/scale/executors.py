@@ -111,10 +111,30 @@ def _check_reachable(address: str) -> None:
                            "there, and is the port open?") from exc
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
+def _silence_raylet_reports() -> None:
+    """Drop the reports Ray's driver thread prints for the raylet ("A worker died or was killed ...", many
+    lines each): the run's summary names the retried chunks and why. Other output of Ray is kept."""
+    from ray._private import worker as ray_worker
+
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "drops_raylet_reports", False):
+        return
+
+    def without_raylet(data: dict, *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, *args, **kwargs)
+
+    without_raylet.drops_raylet_reports = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = without_raylet
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False) -> None:
     """Join a Ray cluster: None or 'local' starts one on this machine (`num_cpus` cores), 'auto' joins the
-    one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one. No-op when already connected."""
+    one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one. No-op when already connected.
+    `quiet`: Ray's own reports of dead workers are not printed (the summary of a run lists them)."""
     ray = _import_ray()
+    if quiet:
+        _silence_raylet_reports()
     if address not in (None, "local", "auto"):
         if os.path.exists(address):
             raise ClusterError(f"--ray got {address!r}, which is a file: put --ray after the structure files, "
@@ -173,6 +193,7 @@ class RayExecutor:
         self.replacements_left = 2 * workers if max_replacements is None else max_replacements
         self.workers = [self._start() for _ in range(workers)]  # the first pool, checked below
         self.load = {worker: 0 for worker in self.workers}  # requests queued on each live worker
+        self.loading: dict[Any, Any] = {}  # ready() request -> replacement still loading the model
         self.running: dict[Any, tuple[Chunk, Any]] = {}
         self.slots = REQUESTS_PER_WORKER * workers
         try:
@@ -193,6 +214,9 @@ class RayExecutor:
         return self.actor_class.remote(*self.arguments)
 
     def submit(self, chunk: Chunk, task: Task) -> None:
+        self._admit(block=False)
+        while not self.load and self.loading:  # every worker died: wait for a replacement to load the model
+            self._admit(block=True)
         if not self.load:
             raise WorkerError(f"every worker died and {self.model!r} has no replacement left; see the summary")
         worker = min(self.load, key=self.load.get)
@@ -203,13 +227,41 @@ class RayExecutor:
         if self.load.pop(dead, None) is None:
             return
         self.slots -= REQUESTS_PER_WORKER
+        self._start_replacement()
+
+    def _start_replacement(self) -> None:
+        """Start a replacement; it gets chunks once its model is loaded (`_admit`), so that no chunk waits on
+        a model load while a loaded worker could take it."""
         if self.replacements_left > 0:
             self.replacements_left -= 1
-            self.load[self._start()] = 0
-            self.slots += REQUESTS_PER_WORKER
+            worker = self._start()
+            self.loading[worker.ready.remote()] = worker
+
+    def _admit(self, *, block: bool) -> None:
+        """Move replacements that finished loading into the pool (with `block`, wait for at least one)."""
+        if not self.loading:
+            return
+        ray = self.ray
+        ready, _ = ray.wait(list(self.loading), num_returns=1 if block else len(self.loading),
+                            timeout=WORKER_START_TIMEOUT_S if block else 0)
+        if block and not ready:
+            raise WorkerError(f"no replacement worker loaded {self.model!r} within {WORKER_START_TIMEOUT_S:g} s")
+        for ref in ready:
+            worker = self.loading.pop(ref)
+            try:
+                error = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                error = f"died while loading: {str(exc).splitlines()[0]}"
+            if error is None:
+                self.load[worker] = 0
+                self.slots += REQUESTS_PER_WORKER
+            else:  # a replacement that cannot load the model: retire it, try another
+                ray.kill(worker)
+                self._start_replacement()
 
     def wait(self) -> Outcome:
         ray = self.ray
+        self._admit(block=False)
         [ref], _ = ray.wait(list(self.running), num_returns=1)
         chunk, worker = self.running.pop(ref)
         try:
@@ -237,9 +289,10 @@ class RayExecutor:
 
     def close(self) -> None:
         """Stop the actors (the cluster stays up)."""
-        for worker in {*self.load, *self.workers}:
+        for worker in {*self.load, *self.workers, *self.loading.values()}:
             self.ray.kill(worker)
         self.load.clear()
+        self.loading.clear()
         self.workers = []
 
     def __enter__(self) -> RayExecutor:

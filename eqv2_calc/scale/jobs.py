@@ -1,8 +1,8 @@
 """Chunked jobs: many structures, one `Task`, split into numbered chunks of work.
 
 A chunk's id is its position in the job, so the same job always splits the same way and a results
-directory can tell which chunks are done. The job's fingerprint (task, parameters, model, dtype, chunk
-size and every structure) decides whether a results directory belongs to it.
+directory can tell which chunks are done. The job's fingerprint (`fingerprint.py`: the model's weights, the
+structures' content, the task and its settings) decides whether a results directory belongs to it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
-import numpy as np
 from ase import Atoms
 
+from .fingerprint import model_fingerprint, structures_fingerprint
 from .tasks import Task
 
 
@@ -62,18 +63,26 @@ class Job:
                       tuple(self.labels[start : start + size]), tuple(self.structures[start : start + size]))
                 for k, start in enumerate(range(0, len(self.structures), size))]
 
+    def settings(self) -> dict:
+        """The task and everything that sets its numbers besides the model and structures (JSON-able)."""
+        return {"task": self.task.name, "params": dict(self.task.params), "dtype": self.dtype,
+                "chunk_size": self.chunk_size}
+
+    @cached_property
+    def parts(self) -> dict[str, str]:
+        """Hashes of what determines the results: 'model weights', 'structures' and 'settings'
+        (the checkpoint file is hashed once per process; see `fingerprint.model_fingerprint`)."""
+        settings = json.dumps(self.settings(), sort_keys=True).encode()
+        return {"model weights": model_fingerprint(self.model),
+                "structures": structures_fingerprint(self.structures, self.task.info_keys),
+                "settings": hashlib.sha256(settings).hexdigest()}
+
     def describe(self) -> dict:
-        """What the job is, as JSON-able data (stored in the results directory)."""
-        return {"task": self.task.name, "params": dict(self.task.params), "model": self.model,
-                "dtype": self.dtype, "chunk_size": self.chunk_size, "structures": len(self.structures),
-                "chunks": -(-len(self.structures) // self.chunk_size), "columns": list(self.task.columns)}
+        """What the job is, as JSON-able data (stored in the results directory as job.json)."""
+        return {**self.settings(), "model": self.model, "structures": len(self.structures),
+                "chunks": -(-len(self.structures) // self.chunk_size), "columns": list(self.task.columns),
+                "fingerprint": self.fingerprint(), "parts": self.parts}
 
     def fingerprint(self) -> str:
-        """sha256 of `describe()` and of every label, element, position, cell, pbc and constraint."""
-        digest = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode())
-        for label, atoms in zip(self.labels, self.structures):
-            digest.update(label.encode())
-            for array in (atoms.numbers, atoms.positions, np.array(atoms.cell), atoms.pbc):
-                digest.update(np.ascontiguousarray(array).tobytes())
-            digest.update(repr([c.todict() for c in atoms.constraints]).encode())
-        return digest.hexdigest()
+        """sha256 of `parts`: equal for two jobs that compute the same numbers."""
+        return hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()

@@ -1,7 +1,8 @@
 """`run_job`: send a job's unfinished chunks to an executor, store each as it finishes, retry failures.
 
-Retries: a chunk whose worker died or raised is queued again (the Ray executor hands it to another or a
-fresh worker) up to `max_retries` times; after that it is reported as failed and left for the next run.
+Retries: a chunk whose worker died or raised is queued again, at the front, (the Ray executor hands it to
+another worker, or to a replacement once that has loaded the model) up to `max_retries` times; after that it
+is reported as failed and left for the next run.
 """
 
 from __future__ import annotations
@@ -65,20 +66,22 @@ class Summary:
         return out
 
 
-def run_job(job: Job, executor: Executor, directory: str | os.PathLike, *, max_retries: int = DEFAULT_MAX_RETRIES,
-            progress: bool = True) -> Summary:
-    """Run the chunks of `job` not yet in `directory` on `executor`; write each chunk as it finishes.
+def run_job(job: Job, executor: Executor, directory: str | os.PathLike | ResultStore, *,
+            max_retries: int = DEFAULT_MAX_RETRIES, progress: bool = True, overwrite: bool = False) -> Summary:
+    """Run the chunks of `job` not yet in `directory` (a path, or the job's `ResultStore`) on `executor`;
+    write each chunk as it finishes.
 
     Re-running with the same job and directory skips finished chunks; a directory of another job raises
-    `ResultsDirError`. The summary is also written to `directory/summary.json`, and the merged table
-    (results.csv, structures.extxyz) is rebuilt at the end, also after an interrupt (Ctrl-C).
+    `ResultsDirError` (what differs) and is left as it was, unless `overwrite` (start over). The summary is
+    also written to `directory/summary.json`, and the merged table (results.csv, structures.extxyz) is
+    rebuilt at the end, also after an interrupt (Ctrl-C).
     """
     from tqdm.auto import tqdm
 
-    store = ResultStore(directory, job)
+    store = directory if isinstance(directory, ResultStore) else ResultStore(directory, job, overwrite=overwrite)
     chunks = job.chunks()
     done = store.done()
-    summary = Summary(str(directory), len(job.structures), len(chunks), skipped_chunks=len(done))
+    summary = Summary(str(store.directory), len(job.structures), len(chunks), skipped_chunks=len(done))
     pending = deque(c for c in chunks if c.id not in done)
     computed, in_flight, start = 0, 0, time.perf_counter()
     bar = tqdm(total=len(job.structures), initial=sum(len(c.indices) for c in chunks if c.id in done),
@@ -98,7 +101,7 @@ def run_job(job: Job, executor: Executor, directory: str | os.PathLike, *, max_r
                 continue
             summary.retried.setdefault(chunk.id, []).append(reason)
             if len(summary.retried[chunk.id]) <= max_retries:
-                pending.append(chunk)
+                pending.appendleft(chunk)  # first in line: the tail of a job does not wait on a retried chunk
             else:
                 summary.failed_chunks[chunk.id] = reason
         summary.status = "incomplete" if summary.failed_chunks else "complete"
@@ -117,15 +120,18 @@ def run_job(job: Job, executor: Executor, directory: str | os.PathLike, *, max_r
 
 def run(job: Job, directory: str | os.PathLike, *, ray: str | None = None, workers: int | None = None,
         cpus_per_worker: int = 1, device: str = "auto", max_retries: int = DEFAULT_MAX_RETRIES,
-        progress: bool = True) -> Summary:
+        progress: bool = True, overwrite: bool = False) -> Summary:
     """`run_job` on a fresh executor, closed afterwards: without `ray`, in this process (no Ray needed);
     with `ray` ('local' starts a cluster here, 'auto', HOST:PORT or ray://HOST:PORT joins one), on
-    `workers` Ray workers (see `RayExecutor`)."""
+    `workers` Ray workers (see `RayExecutor`). The results directory is checked (and a directory of another
+    job refused) before Ray is joined or any worker loads the model. `progress=False` also keeps Ray's
+    reports of dead workers out of the output (the summary lists the retried chunks and why)."""
+    store = ResultStore(directory, job, overwrite=overwrite)
     if ray is None:
         executor = LocalExecutor(job.model, device=device, dtype=job.dtype)
     else:
-        connect(ray)
+        connect(ray, quiet=not progress)
         executor = RayExecutor(job.model, workers=workers, cpus_per_worker=cpus_per_worker, device=device,
                                dtype=job.dtype)
     with executor:
-        return run_job(job, executor, directory, max_retries=max_retries, progress=progress)
+        return run_job(job, executor, store, max_retries=max_retries, progress=progress)

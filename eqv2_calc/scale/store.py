@@ -18,13 +18,11 @@ import csv
 import io
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ase.io import write
-
 from ..errors import ResultsDirError
+from ..structures import write_structures
 from .jobs import Chunk, Job
 from .tasks import ItemResult
 
@@ -37,28 +35,73 @@ def _atomic_write(path: Path, data: str) -> None:
     os.replace(tmp, path)
 
 
-class ResultStore:
-    """The results directory `directory` of `job` (created, or checked against the job it holds)."""
+PART_NAMES = {"model weights": "the model's weights", "structures": "the structures",
+              "settings": "the settings"}
+RESULT_FILES = ("results.csv", "structures.extxyz", "summary.json", "job.json")
 
-    def __init__(self, directory: str | os.PathLike, job: Job) -> None:
+
+def _differences(held: dict, description: dict) -> list[str]:
+    """What differs between the job stored in a directory (`held`, its job.json) and this one, for people."""
+    parts = held.get("parts")
+    if not isinstance(parts, dict):
+        return ["the directory was written by an older eqv2-calc that did not record the model's weights"]
+    now = description["parts"]
+    out = []
+    if parts.get("model weights") != now["model weights"]:
+        same_name = held.get("model") == description["model"]
+        out.append(f"model weights: {held.get('model')!r} there was {parts.get('model weights')}, "
+                   f"{description['model']!r} now is {now['model weights']}"
+                   + (" (the checkpoint was replaced)" if same_name else ""))
+    if parts.get("structures") != now["structures"]:
+        counts = (held.get("structures"), description["structures"])
+        out.append(f"structures: {counts[0]} there, {counts[1]} now" if counts[0] != counts[1] else
+                   f"structures: {counts[1]} both, with other elements, positions, cells or constraints")
+    if parts.get("settings") != now["settings"]:
+        keys = ("task", "dtype", "chunk_size")
+        changed = [f"{k} {held.get(k)!r} there, {description[k]!r} now" for k in keys if held.get(k) != description[k]]
+        params, new = held.get("params") or {}, description["params"]
+        changed += [f"{k} {params.get(k)!r} there, {new.get(k)!r} now" for k in sorted({*params, *new})
+                    if params.get(k) != new.get(k)]
+        out.append(f"settings: {'; '.join(changed) or 'other settings'}")
+    return out
+
+
+class ResultStore:
+    """The results directory `directory` of `job`: created, or checked against the job it holds.
+
+    A directory of another job is refused (`ResultsDirError` saying what differs) and left untouched,
+    unless `overwrite`, which first deletes the results it holds. A non-empty folder that is not a
+    results directory is always refused.
+    """
+
+    def __init__(self, directory: str | os.PathLike, job: Job, *, overwrite: bool = False) -> None:
         self.directory = Path(directory)
         self.chunk_dir = self.directory / "chunks"
         self.columns = (*BASE_COLUMNS, *job.task.columns, "error")
-        description = {**job.describe(), "fingerprint": job.fingerprint()}
+        description = job.describe()
         manifest = self.directory / "job.json"
         if manifest.is_file():
             held = json.loads(manifest.read_text())
-            if held.get("fingerprint") != description["fingerprint"]:
-                differences = [f"{key} {held.get(key)!r} there, {value!r} now" for key, value in description.items()
-                               if key not in ("fingerprint", "columns") and held.get(key) != value]
+            if overwrite:
+                self._clear()
+            elif held.get("fingerprint") != description["fingerprint"]:
                 raise ResultsDirError(
-                    f"{self.directory} holds the results of another job ({'; '.join(differences) or 'other structures'}"
-                    "); give a new results directory, or delete this one to start over")
+                    f"{self.directory} holds the results of another job: {'; '.join(_differences(held, description))}"
+                    f". Nothing was changed there. Give a new directory (--results NEWDIR), or start over in this "
+                    "one (--overwrite; run_job(..., overwrite=True)), which deletes its results")
         elif self.directory.exists() and any(self.directory.iterdir()):
             raise ResultsDirError(f"{self.directory} exists and is not an eqv2 results directory (no job.json); "
                                   "give a new or empty directory")
         self.chunk_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(manifest, json.dumps(description, indent=2))
+
+    def _clear(self) -> None:
+        """Delete the results of the job held here (chunk files and merged files), nothing else."""
+        if self.chunk_dir.is_dir():
+            for path in self.chunk_dir.glob("[0-9]*.*"):
+                path.unlink()
+        for name in RESULT_FILES:
+            (self.directory / name).unlink(missing_ok=True)
 
     def _path(self, chunk_id: int, suffix: str) -> Path:
         return self.chunk_dir / f"{chunk_id:06d}{suffix}"
@@ -87,10 +130,8 @@ class ResultStore:
                     frames.append(final)
             writer.writerow(row)
         text = io.StringIO()
-        with warnings.catch_warnings():  # info dicts (e.g. ASE's adsorbate_info) do not fit in extxyz
-            warnings.filterwarnings("ignore", message="Skipping unhashable information")
-            if frames:
-                write(text, frames, format="extxyz")
+        if frames:
+            write_structures(text, frames, format="extxyz")
         _atomic_write(self._path(chunk.id, ".extxyz"), text.getvalue())
         _atomic_write(self._path(chunk.id, ".csv"), table.getvalue())  # last: marks the chunk done
         return True

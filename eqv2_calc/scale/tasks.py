@@ -32,13 +32,15 @@ class Task:
 
     `fn` must be importable by name (a module-level function) so that Ray workers can unpickle it;
     `params` must be JSON-serialisable (they are part of the job's fingerprint); `chunk_size` is the
-    work items per chunk that suits it (a job's default).
+    work items per chunk that suits it (a job's default); `info_keys` the `Atoms.info` entries that are part
+    of a work item (hashed into the job's fingerprint with the structure).
     """
 
     fn: Callable[..., list[ItemResult]]
     columns: tuple[str, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    info_keys: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
