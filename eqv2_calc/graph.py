@@ -190,6 +190,14 @@ def _check_positions(pos: np.ndarray | torch.Tensor, what: str) -> None:
         raise InvalidStructureError(f"{what}: atom {bad} has a NaN or infinite position {value}")
 
 
+def _check_elements(numbers: np.ndarray, num_elements: int | None, what: str) -> None:
+    """Raise if an atomic number is at or beyond ``num_elements`` (the embedding size of a model)."""
+    if num_elements is not None and len(numbers) and int(numbers.max()) >= num_elements:
+        raise InvalidStructureError(
+            f"{what}: element Z={int(numbers.max())} is beyond this model's range (it knows Z < {num_elements})"
+        )
+
+
 def _num_images(cell: torch.Tensor, pbc: torch.Tensor, max_radius: float) -> list[int]:
     """Image repetitions per lattice axis, ``ceil(r * ||a_l x a_m|| / V)`` (0 along non-periodic axes).
 
@@ -448,6 +456,7 @@ def build_graph(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    num_elements: int | None = None,
 ) -> AtomicGraph:
     """Convert one or several ASE structures to an ``AtomicGraph`` (the fairchem ``AtomsToGraphs`` conversion).
 
@@ -458,13 +467,14 @@ def build_graph(
         enforce_max_neighbors_strictly: see ``radius_graph_pbc``.
         dtype: floating dtype of pos / cell / cell_offsets (float32 reproduces fairchem).
         device: device the graph is built on and returned on.
+        num_elements: when given, atomic numbers must be below it (a model's ``max_num_elements``).
 
     Raises:
         InvalidStructureError: empty structure, NaN/inf positions or cell, zero lattice vector along a periodic
-            axis, degenerate cell, non-positive cutoff.
+            axis, degenerate cell, non-positive cutoff, an element beyond ``num_elements``.
     """
     _check_radius(max_radius)
-    nodes = _nodes(atoms, dtype, device)
+    nodes = _nodes(atoms, dtype, device, num_elements)
     edge_index, cell_offsets = radius_graph_pbc(
         nodes.pos, nodes.cell, nodes.pbc, nodes.natoms, max_radius, max_neighbors, enforce_max_neighbors_strictly
     )
@@ -472,7 +482,10 @@ def build_graph(
     return nodes
 
 
-def _nodes(atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: torch.device | str) -> AtomicGraph:
+def _nodes(
+    atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: torch.device | str,
+    num_elements: int | None = None,
+) -> AtomicGraph:
     """The checked, wrapped node tensors of ``build_graph`` with an empty edge set."""
     structures = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
     if not structures:
@@ -489,6 +502,7 @@ def _nodes(atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: t
         _check_cell(cell, pbc, what)
         pos = np.array(struct.get_positions(), dtype=np.float64)
         _check_positions(pos, what)
+        _check_elements(struct.get_atomic_numbers(), num_elements, what)
         positions.append(torch.from_numpy(wrap_positions(pos, cell, pbc=pbc, eps=0)).to(dtype))
         numbers.append(torch.from_numpy(np.array(struct.get_atomic_numbers(), dtype=np.int64)))
         cells.append(torch.from_numpy(cell).to(dtype))

@@ -117,7 +117,8 @@ class GraphBuilder:
         param = next(self.potential.parameters())
         # every pair within cutoff + skin: no neighbour cap on the reference
         self._reference = build_graph(
-            structures, config.max_radius + self.skin, 0, dtype=param.dtype, device=param.device
+            structures, config.max_radius + self.skin, 0, dtype=param.dtype, device=param.device,
+            num_elements=config.max_num_elements,
         )
         return reuse_graph(self._reference, structures, *args, max_displacement=math.inf)
 
