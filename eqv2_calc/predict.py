@@ -136,7 +136,7 @@ def evaluate(
     with torch.no_grad():  # conservative models switch gradients back on for dE/dx themselves
         out = potential(graph)
     energies = out["energy"].detach().cpu().double().numpy()
-    forces = np.split(out["forces"].detach().cpu().double().numpy(), np.cumsum(graph.natoms.tolist())[:-1])
+    forces = np.split(out["forces"].detach().cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
     stress = out["stress"].detach().cpu().double().numpy() if "stress" in out else None
     results = []
     for b, atoms in enumerate(structures):

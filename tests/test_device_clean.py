@@ -16,7 +16,7 @@ import torch
 from ase import Atoms
 
 from conftest import DATA, golden_potential, structure
-from device_guard import DeviceGuard
+from device_guard import DeviceGuard, SyncCounter
 from eqv2_calc.checkpoint import config_from_fairchem
 from eqv2_calc.errors import InvalidStructureError
 from eqv2_calc.model import EquiformerV2, EquiformerV2Config, StressHeadConfig
@@ -129,3 +129,16 @@ def test_element_range_is_checked_on_the_host() -> None:
     potential = golden_potential("small_s2act")  # max_num_elements 84
     with pytest.raises(InvalidStructureError, match="Z=92 is beyond this model's range"):
         potential.make_graph(Atoms("CuU", positions=[[0, 0, 0], [0, 0, 2.5]]))
+
+
+def test_graph_build_syncs_only_for_the_search_sizes() -> None:
+    """build_graph reads Atoms on the host and then waits on the device only for data-dependent sizes: two
+    per group of 64 target atoms (the box prefilter and the pairs inside the cutoff), the padded row width,
+    the tie search and the final edge count (docs/gpu.md)."""
+    structures = _structures()
+    potential = golden_potential("small")
+    potential.make_graph(structures)
+    with SyncCounter() as counter:
+        potential.make_graph(structures)
+    assert set(counter.ops) <= {"nonzero", "_local_scalar_dense"}, counter.ops
+    assert counter.total <= sum(2 * -(-len(atoms) // 64) + 3 for atoms in structures)
