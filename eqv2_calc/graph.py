@@ -12,7 +12,8 @@ The graph reproduces fairchem-core 1.10 (``AtomsToGraphs.convert`` -> ``radius_g
 * A pair (target i, source j, image c) is a candidate when ``d2 <= r*r`` and ``d2 > 1e-4`` with
   ``d2 = sum((pos_i - (pos_j + shift_c))**2)`` summed as ``(dx*dx + dy*dy) + dz*dz`` (the order of
   ``torch.sum(..., dim=1)`` in fairchem), so near-ties resolve identically.
-* Edges whose vector ``pos[j] - pos[i] + shift`` is exactly zero are removed (``get_pbc_distances``).
+* Edges whose vector ``pos[j] - pos[i] + shift`` is exactly zero are removed (``get_pbc_distances``); the
+  ``d2 > 1e-4`` rule above already excludes every such pair.
 * ``max_neighbors`` per target atom, on squared distances:
 
   - non-strict: keep every candidate with ``d2 <= d2_(k+1) + 0.01`` where ``d2_(k+1)`` is the
@@ -190,6 +191,14 @@ def _check_positions(pos: np.ndarray | torch.Tensor, what: str) -> None:
         raise InvalidStructureError(f"{what}: atom {bad} has a NaN or infinite position {value}")
 
 
+def _check_elements(numbers: np.ndarray, num_elements: int | None, what: str) -> None:
+    """Raise if an atomic number is at or beyond ``num_elements`` (the embedding size of a model)."""
+    if num_elements is not None and len(numbers) and int(numbers.max()) >= num_elements:
+        raise InvalidStructureError(
+            f"{what}: element Z={int(numbers.max())} is beyond this model's range (it knows Z < {num_elements})"
+        )
+
+
 def _num_images(cell: torch.Tensor, pbc: torch.Tensor, max_radius: float) -> list[int]:
     """Image repetitions per lattice axis, ``ceil(r * ||a_l x a_m|| / V)`` (0 along non-periodic axes).
 
@@ -204,14 +213,10 @@ def _num_images(cell: torch.Tensor, pbc: torch.Tensor, max_radius: float) -> lis
         torch.cross(cell[:, 2], cell[:, 0], dim=-1),
         torch.cross(cell[:, 0], cell[:, 1], dim=-1),
     )
-    reps = []
-    for axis in range(3):
-        if bool(pbc[axis]):
-            inv_min_dist = torch.norm(crosses[axis] / cell_vol, p=2, dim=-1)
-            reps.append(int(torch.ceil(max_radius * inv_min_dist).max()))
-        else:
-            reps.append(0)
-    return reps
+    inv_min_dist = torch.stack([torch.norm(cross / cell_vol, p=2, dim=-1) for cross in crosses], dim=-1)
+    # one read of the 3 + 3 values (a host read when the cell is on the host, as in `build_graph`)
+    needed = torch.ceil(max_radius * inv_min_dist).view(3).tolist()
+    return [int(n) if periodic else 0 for n, periodic in zip(needed, pbc.view(3).tolist())]
 
 
 def _image_shifts(cell: torch.Tensor, reps: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +292,7 @@ def _candidate_pairs(
     target = torch.cat(targets)
     # Each target's candidates form one contiguous block already in ascending ``flat`` order (row-major
     # nonzero); move the blocks into target order without a sort.
-    counts = torch.bincount(target, minlength=num_atoms)
+    counts = _counts(target, num_atoms)
     row_start = torch.cumsum(counts, dim=0) - counts
     position = torch.arange(target.numel(), device=target.device)
     block_start = torch.ones_like(target, dtype=torch.bool)
@@ -299,6 +304,11 @@ def _candidate_pairs(
     return target[perm], torch.cat(flats)[perm], torch.cat(dists)[perm]
 
 
+def _counts(index: torch.Tensor, size: int) -> torch.Tensor:
+    """(size,) long occurrences of each value of ``index``: ``bincount`` without its read-back of the maximum."""
+    return torch.zeros(size, dtype=torch.long, device=index.device).index_add_(0, index, torch.ones_like(index))
+
+
 def _max_neighbors_mask(
     target: torch.Tensor, d2: torch.Tensor, num_atoms: int, max_neighbors: int, strict: bool
 ) -> torch.Tensor | None:
@@ -307,8 +317,8 @@ def _max_neighbors_mask(
     ``target`` must be sorted ascending with candidates in fairchem order within each target. Returns None when
     every candidate is kept.
     """
-    counts = torch.bincount(target, minlength=num_atoms)
-    width = int(counts.max())
+    counts = _counts(target, num_atoms)
+    width = int(counts.max())  # host sync: the padded row width
     if max_neighbors <= 0 or width <= max_neighbors:
         return None
     row_start = torch.cumsum(counts, dim=0) - counts
@@ -338,21 +348,23 @@ def _max_neighbors_mask(
 def _radius_graph_single(
     pos: torch.Tensor,
     cell: torch.Tensor,
-    pbc: torch.Tensor,
+    reps: list[int],
     max_radius: float,
     max_neighbors: int,
     strict: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edges of one structure with local indices: edge_index (2, E) [source; target], cell_offsets (E, 3)."""
-    unit_cell, shifts = _image_shifts(cell, _num_images(cell, pbc, max_radius))
+    """Edges of one structure with local indices: edge_index (2, E) [source; target], cell_offsets (E, 3).
+
+    ``reps``: image repetitions per lattice axis (``_num_images``).
+    """
+    unit_cell, shifts = _image_shifts(cell, reps)
     images = (pos[:, None, :] + shifts[None, :, :]).reshape(-1, 3)
     target, flat, d2 = _candidate_pairs(pos, images, max_radius)
-    return _selected_edges(pos, cell, unit_cell, target, flat, d2, max_neighbors, strict)
+    return _selected_edges(pos.shape[0], unit_cell, target, flat, d2, max_neighbors, strict)
 
 
 def _selected_edges(
-    pos: torch.Tensor,
-    cell: torch.Tensor,
+    num_atoms: int,
     unit_cell: torch.Tensor,
     target: torch.Tensor,
     flat: torch.Tensor,
@@ -360,21 +372,19 @@ def _selected_edges(
     max_neighbors: int,
     strict: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply ``max_neighbors`` and the zero-vector rule to one structure's candidates (``_candidate_pairs`` output).
+    """Apply ``max_neighbors`` to one structure's candidates (``_candidate_pairs`` output) of ``num_atoms`` atoms.
 
     Returns edge_index (2, E) [source; target] with local indices and cell_offsets (E, 3).
     """
-    num_atoms, num_cells = pos.shape[0], unit_cell.shape[0]
+    num_cells = unit_cell.shape[0]
     mask = _max_neighbors_mask(target, d2, num_atoms, max_neighbors, strict)
     if mask is not None:
-        target, flat = target[mask], flat[mask]
+        kept = torch.nonzero(mask).view(-1)  # host sync: the number of edges
+        target, flat = target.index_select(0, kept), flat.index_select(0, kept)
+    # fairchem's get_pbc_distances also drops edges whose vector is exactly zero; every candidate has
+    # d2 > 1e-4 (|vector| >= 0.01 Angstrom), so that rule never removes one and costs no pass here.
     source = torch.div(flat, num_cells, rounding_mode="floor")
-    edge_index = torch.stack((source, target))
-    cell_offsets = unit_cell[flat % num_cells]
-    batch = torch.zeros(num_atoms, dtype=torch.long, device=pos.device)
-    vectors = _edge_vectors(pos, cell.view(1, 3, 3), batch, edge_index, cell_offsets)
-    nonzero = torch.linalg.vector_norm(vectors, dim=-1) != 0
-    return edge_index[:, nonzero], cell_offsets[nonzero]
+    return torch.stack((source, target)), unit_cell[flat % num_cells]
 
 
 def radius_graph_pbc(
@@ -417,22 +427,36 @@ def radius_graph_pbc(
             f"{natoms.shape[0]}"
         )
     counts = natoms.tolist()
-    edge_indices, offsets = [], []
+    reps = []
     start = 0
     for b, count in enumerate(counts):
         what = f"structure {b}"
         if count <= 0:
             raise InvalidStructureError(f"{what} has no atoms")
         _check_cell(cell[b].detach().cpu().double().numpy(), pbc[b].cpu().numpy(), what)
-        struct_pos = pos[start : start + count].detach()
-        _check_positions(struct_pos.cpu(), what)
+        _check_positions(pos[start : start + count].detach().cpu(), what)
+        start += count
+        reps.append(_num_images(cell[b].detach().to(pos.dtype), pbc[b], max_radius))
+    return _radius_graph_batch(pos, cell, counts, reps, max_radius, max_neighbors, enforce_max_neighbors_strictly)
+
+
+def _radius_graph_batch(
+    pos: torch.Tensor,
+    cell: torch.Tensor,
+    counts: list[int],
+    reps: list[list[int]],
+    max_radius: float,
+    max_neighbors: int,
+    strict: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``radius_graph_pbc`` of checked input whose atom ``counts`` and image ``reps`` per structure the host knows;
+    its only host syncs are the data-dependent sizes of the neighbour search."""
+    edge_indices, offsets = [], []
+    start = 0
+    for b, count in enumerate(counts):
         edge_index, cell_offsets = _radius_graph_single(
-            struct_pos,
-            cell[b].detach().to(pos.dtype),
-            pbc[b],
-            max_radius,
-            max_neighbors,
-            enforce_max_neighbors_strictly,
+            pos[start : start + count].detach(), cell[b].detach().to(pos.dtype), reps[b], max_radius, max_neighbors,
+            strict,
         )
         edge_indices.append(edge_index + start)
         offsets.append(cell_offsets)
@@ -448,6 +472,7 @@ def build_graph(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    num_elements: int | None = None,
 ) -> AtomicGraph:
     """Convert one or several ASE structures to an ``AtomicGraph`` (the fairchem ``AtomsToGraphs`` conversion).
 
@@ -458,22 +483,31 @@ def build_graph(
         enforce_max_neighbors_strictly: see ``radius_graph_pbc``.
         dtype: floating dtype of pos / cell / cell_offsets (float32 reproduces fairchem).
         device: device the graph is built on and returned on.
+        num_elements: when given, atomic numbers must be below it (a model's ``max_num_elements``).
 
     Raises:
         InvalidStructureError: empty structure, NaN/inf positions or cell, zero lattice vector along a periodic
-            axis, degenerate cell, non-positive cutoff.
+            axis, degenerate cell, non-positive cutoff, an element beyond ``num_elements``.
     """
     _check_radius(max_radius)
-    nodes = _nodes(atoms, dtype, device)
-    edge_index, cell_offsets = radius_graph_pbc(
-        nodes.pos, nodes.cell, nodes.pbc, nodes.natoms, max_radius, max_neighbors, enforce_max_neighbors_strictly
+    nodes, host_cells = _nodes(atoms, dtype, device, num_elements)
+    counts = [len(a) for a in ([atoms] if isinstance(atoms, ase.Atoms) else atoms)]
+    reps = [_num_images(cell, pbc, max_radius) for cell, pbc in host_cells]
+    nodes.edge_index, nodes.cell_offsets = _radius_graph_batch(
+        nodes.pos, nodes.cell, counts, reps, max_radius, max_neighbors, enforce_max_neighbors_strictly
     )
-    nodes.edge_index, nodes.cell_offsets = edge_index, cell_offsets
     return nodes
 
 
-def _nodes(atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: torch.device | str) -> AtomicGraph:
-    """The checked, wrapped node tensors of ``build_graph`` with an empty edge set."""
+def _nodes(
+    atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: torch.device | str,
+    num_elements: int | None = None,
+) -> tuple[AtomicGraph, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The checked, wrapped node tensors of ``build_graph`` with an empty edge set, on ``device``, and each
+    structure's (cell (3, 3) in ``dtype``, pbc (3,)) on the host.
+
+    All host data goes up in one pinned, non-blocking copy per tensor on CUDA (a copy from pageable memory
+    would wait for the device's queue)."""
     structures = [atoms] if isinstance(atoms, ase.Atoms) else list(atoms)
     if not structures:
         raise InvalidStructureError("no structures given")
@@ -489,23 +523,32 @@ def _nodes(atoms: ase.Atoms | Sequence[ase.Atoms], dtype: torch.dtype, device: t
         _check_cell(cell, pbc, what)
         pos = np.array(struct.get_positions(), dtype=np.float64)
         _check_positions(pos, what)
+        _check_elements(struct.get_atomic_numbers(), num_elements, what)
         positions.append(torch.from_numpy(wrap_positions(pos, cell, pbc=pbc, eps=0)).to(dtype))
         numbers.append(torch.from_numpy(np.array(struct.get_atomic_numbers(), dtype=np.int64)))
         cells.append(torch.from_numpy(cell).to(dtype))
         pbcs.append(torch.from_numpy(pbc))
         natoms.append(len(struct))
-    natoms_t = torch.tensor(natoms, dtype=torch.long, device=device)
-    graph_pos = torch.cat(positions).to(device)
-    return AtomicGraph(
-        pos=graph_pos,
-        atomic_numbers=torch.cat(numbers).to(device),
-        cell=torch.stack(cells).to(device),
-        pbc=torch.stack(pbcs).to(device),
+    device = torch.device(device)
+    natoms_t = _upload(torch.tensor(natoms, dtype=torch.long), device)
+    graph = AtomicGraph(
+        pos=_upload(torch.cat(positions), device),
+        atomic_numbers=_upload(torch.cat(numbers), device),
+        cell=_upload(torch.stack(cells), device),
+        pbc=_upload(torch.stack(pbcs), device),
         natoms=natoms_t,
-        batch=torch.repeat_interleave(torch.arange(len(natoms), device=device), natoms_t),
+        batch=torch.repeat_interleave(torch.arange(len(natoms), device=device), natoms_t, output_size=sum(natoms)),
         edge_index=torch.empty(2, 0, dtype=torch.long, device=device),
         cell_offsets=torch.empty(0, 3, dtype=dtype, device=device),
     )
+    return graph, list(zip(cells, pbcs))
+
+
+def _upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (host) on ``device``; to CUDA from pinned memory without blocking the host."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def reuse_graph(
@@ -528,7 +571,7 @@ def reuse_graph(
     Returns None when the structures differ from the reference (atom count, elements, cell, pbc) or an
     atom moved too far: the caller builds a new reference.
     """
-    nodes = _nodes(atoms, reference.pos.dtype, reference.pos.device)
+    nodes, _ = _nodes(atoms, reference.pos.dtype, reference.pos.device)
     same = (
         torch.equal(nodes.natoms, reference.natoms)
         and torch.equal(nodes.atomic_numbers, reference.atomic_numbers)
@@ -591,4 +634,4 @@ def _reselected_edges(
     d2 = diff * diff
     d2 = (d2[:, 0] + d2[:, 1]) + d2[:, 2]
     keep = (d2 <= max_radius * max_radius) & (d2 > _SELF_IMAGE_D2)
-    return _selected_edges(pos, cell, unit_cell, target[keep], flat[keep], d2[keep], max_neighbors, strict)
+    return _selected_edges(pos.shape[0], unit_cell, target[keep], flat[keep], d2[keep], max_neighbors, strict)

@@ -14,7 +14,6 @@ import torch
 from ase import Atoms
 from torch import nn
 
-from .errors import InvalidStructureError
 from .graph import AtomicGraph, build_graph
 from .model import EquiformerV2, EquiformerV2Config
 from .precision import check_precision, matmul_precision
@@ -105,7 +104,7 @@ class Potential(nn.Module):
         param = next(self.parameters())
         return build_graph(
             atoms, c.max_radius, c.max_neighbors, c.enforce_max_neighbors_strictly,
-            dtype=param.dtype, device=param.device,
+            dtype=param.dtype, device=param.device, num_elements=c.max_num_elements,
         )
 
     def _denormalize(self, name: str, value: torch.Tensor) -> torch.Tensor:
@@ -118,12 +117,12 @@ class Potential(nn.Module):
         Conservative models (`direct_forces=False`) differentiate the energy: forces = -dE/dx and
         stress = (1/V) dE/d(strain); `create_graph=True` keeps that derivative differentiable
         (for training on forces).
+
+        Device-clean and sync-free: every tensor stays on the graph's device and nothing is read back
+        to the host, so a GPU's queue stays full (tests/test_device_clean.py runs it on `meta`).
+        Input checks (elements beyond the model's range included) happen on the host in
+        `make_graph` / `build_graph`.
         """
-        z = graph.atomic_numbers
-        if int(z.max()) >= self.config.max_num_elements:
-            raise InvalidStructureError(
-                f"element Z={int(z.max())} is beyond this model's range (it knows Z < {self.config.max_num_elements})"
-            )
         if self.config.direct_forces:
             raw = self._run_network(graph, graph.edge_vectors())
             out = {"energy": self._energy(raw, graph), "forces": self._denormalize("forces", raw["forces"])}

@@ -13,7 +13,7 @@ exit), so one process can hold an exact and a fast calculator side by side.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -32,7 +32,7 @@ def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
     """Run the enclosed model calls on `device` with `precision` (see the module docstring)."""
     check_precision(precision)
     if precision == "bfloat16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        with _autocast(device, enabled=True, dtype=torch.bfloat16):
             yield
     elif precision == "tf32" and device.type == "cuda":
         saved = torch.backends.cuda.matmul.fp32_precision
@@ -43,3 +43,15 @@ def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
             torch.backends.cuda.matmul.fp32_precision = saved
     else:
         yield
+
+
+def _autocast(device: torch.device, **kwargs) -> AbstractContextManager:
+    """`torch.autocast` on `device`, or no-op where torch has no autocast (the `meta` device of the tests)."""
+    if not torch.amp.is_autocast_available(device.type):
+        return nullcontext()
+    return torch.autocast(device_type=device.type, **kwargs)
+
+
+def autocast_off(device: torch.device) -> AbstractContextManager:
+    """Leave any enclosing autocast on `device` for the enclosed code (exact arithmetic)."""
+    return _autocast(device, enabled=False)

@@ -117,7 +117,8 @@ class GraphBuilder:
         param = next(self.potential.parameters())
         # every pair within cutoff + skin: no neighbour cap on the reference
         self._reference = build_graph(
-            structures, config.max_radius + self.skin, 0, dtype=param.dtype, device=param.device
+            structures, config.max_radius + self.skin, 0, dtype=param.dtype, device=param.device,
+            num_elements=config.max_num_elements,
         )
         return reuse_graph(self._reference, structures, *args, max_displacement=math.inf)
 
@@ -135,7 +136,7 @@ def evaluate(
     with torch.no_grad():  # conservative models switch gradients back on for dE/dx themselves
         out = potential(graph)
     energies = out["energy"].detach().cpu().double().numpy()
-    forces = np.split(out["forces"].detach().cpu().double().numpy(), np.cumsum(graph.natoms.tolist())[:-1])
+    forces = np.split(out["forces"].detach().cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
     stress = out["stress"].detach().cpu().double().numpy() if "stress" in out else None
     results = []
     for b, atoms in enumerate(structures):

@@ -13,6 +13,7 @@ from torch import nn
 
 from .activations import SphereGrid
 from .attention import EdgeGeometry, SO2EquivariantGraphAttention
+from ..precision import autocast_off
 from .config import EquiformerV2Config
 from .embedding import EdgeDegreeEmbedding
 from .feedforward import FeedForwardNetwork
@@ -20,7 +21,7 @@ from .heads import EnergyHead, ForceHead, Rank2Head
 from .linear import SO3Linear
 from .norms import make_norm
 from .radial import NUM_GAUSSIANS, GaussianSmearing, PolynomialEnvelope
-from .so3 import edge_wigner, l_primary_to_m_primary, s2_grid_factors
+from .so3 import EdgeRotation, l_primary_to_m_primary, s2_grid_factors
 
 
 class TransBlock(nn.Module):
@@ -57,6 +58,7 @@ class EquiformerV2Backbone(nn.Module):
         edge_factors = s2_grid_factors(c.lmax, c.mmax, c.grid_resolution)
         self.edge_grid = SphereGrid(edge_factors.reorder(l_primary_to_m_primary(c.lmax, c.mmax)))
         self.node_grid = SphereGrid(s2_grid_factors(c.lmax, c.lmax, c.grid_resolution))
+        self.edge_rotation = EdgeRotation(c.lmax, c.mmax)
 
         self.edge_degree_embedding = EdgeDegreeEmbedding(c, self.edge_channels_list, c.avg_degree)
         self.blocks = nn.ModuleList(
@@ -77,8 +79,8 @@ class EquiformerV2Backbone(nn.Module):
         """`atomic_numbers` `(N,)`, `edge_index` `(2, E)` [source; target], `edge_vec` `(E, 3)` Angstrom."""
         c = self.config
         num_nodes = atomic_numbers.shape[0]
-        with torch.autocast(edge_vec.device.type, enabled=False):  # edge frames stay exact under bfloat16
-            to_edge, from_edge = edge_wigner(edge_vec, c.lmax, c.mmax)
+        with autocast_off(edge_vec.device):  # edge frames stay exact under bfloat16
+            to_edge, from_edge = self.edge_rotation(edge_vec)
         distance = edge_vec.norm(dim=-1)
         x_edge = self.distance_expansion(distance)
         if c.share_atom_edge_embedding:

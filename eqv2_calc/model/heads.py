@@ -13,9 +13,10 @@ from .norms import make_norm
 
 
 def scatter_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
-    """Mean of rows of `src` grouped by `index` (empty groups give 0)."""
+    """Mean of rows of `src` grouped by `index` (empty groups give 0); counts by index_add, as
+    `torch.bincount` reads its maximum back to the host on a GPU."""
     total = src.new_zeros((dim_size, *src.shape[1:])).index_add_(0, index, src)
-    count = torch.bincount(index, minlength=dim_size).clamp(min=1).to(src.dtype)
+    count = src.new_zeros(dim_size).index_add_(0, index, src.new_ones(index.shape[0])).clamp(min=1)
     return total / count.view(-1, *([1] * (src.dim() - 1)))
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 from e3nn import o3
+from torch import nn
 
 
 def m_primary_lm(lmax: int, mmax: int) -> list[tuple[int, int]]:
@@ -74,17 +75,13 @@ def _wigner_of(l: int, matrix: tuple[tuple[float, ...], ...]) -> torch.Tensor:
 def _rotation_about_y(cos_k: torch.Tensor, sin_k: torch.Tensor, l: int) -> torch.Tensor:
     """D^l of rotations about the y axis, `(E, 2l+1, 2l+1)`, from cos(k t), sin(k t) for k = 0..lmax.
 
-    Coefficient i (m = i - l) mixes with its mirror 2l - i with frequency l - i.
+    Coefficient i (m = i - l) mixes with its mirror 2l - i with frequency l - i: cos(|l-i| t) on the
+    diagonal, sign(l-i) sin(|l-i| t) on the anti-diagonal (built from slices, so nothing is indexed
+    by a host tensor).
     """
-    n = 2 * l + 1
-    freq = torch.arange(l, -l - 1, -1)
-    cos = cos_k[:, freq.abs()]
-    sin = sin_k[:, freq.abs()] * freq.sign().to(sin_k.dtype)
-    mat = cos_k.new_zeros(cos_k.shape[0], n, n)
-    idx = torch.arange(n)
-    mat[:, idx, n - 1 - idx] = sin
-    mat[:, idx, idx] = cos
-    return mat
+    cos = torch.cat((cos_k[:, 1 : l + 1].flip(1), cos_k[:, : l + 1]), dim=1)
+    sin = torch.cat((sin_k[:, 1 : l + 1].flip(1), sin_k[:, :1], -sin_k[:, 1 : l + 1]), dim=1)
+    return torch.diag_embed(cos) + torch.diag_embed(sin).flip(-1)
 
 
 def _harmonics_of_angle(cos: torch.Tensor, sin: torch.Tensor, kmax: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,38 +112,61 @@ def edge_frame_angles(edge_vec: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return ny, torch.where(on_axis, torch.zeros_like(sin_beta), sin_beta), cos_gamma, sin_gamma
 
 
-def edge_wigner(edge_vec: torch.Tensor, lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+class EdgeRotation(nn.Module):
     """Rotations into and out of each edge's frame, computed once per forward pass.
 
     The frame of edge n is R = X(beta) Y(gamma) Q, with Q the fixed FRAME_ROTATION_ANGLES rotation
-    and (beta, gamma) from `edge_frame_angles(Q n)`, so R n = +y.
-
-    Args:
-        edge_vec: `(E, 3)` edge vectors (source - target), Angstrom.
-    Returns:
-        to_edge: `(E, n_m, (lmax+1)**2)`; `to_edge @ x` gives the |m| <= mmax coefficients of the
-            rotated feature x in m-primary layout.
-        from_edge: `(E, (lmax+1)**2, n_m)`; the inverse rotation of an m-primary edge feature back
-            to l-primary, with fairchem's sqrt((2l+1)/(2mmax+1)) rescale of degrees l > mmax.
+    and (beta, gamma) from `edge_frame_angles(Q n)`, so R n = +y. The fixed matrices (Q and, per
+    degree l, the Wigner-D of Q and of the x-y swap) and the row maps are float64 buffers, so they
+    move with the module and the forward creates nothing on the host.
     """
-    rotation = torch.tensor(frame_rotation(), dtype=edge_vec.dtype, device=edge_vec.device)
-    cos_b, sin_b, cos_g, sin_g = edge_frame_angles(edge_vec @ rotation.T)
-    cb_k, sb_k = _harmonics_of_angle(cos_b, sin_b, lmax)
-    cg_k, sg_k = _harmonics_of_angle(cos_g, sin_g, lmax)
-    rows = m_primary_lm(lmax, mmax)
-    num_edges = edge_vec.shape[0]
-    to_edge = edge_vec.new_zeros(num_edges, len(rows), (lmax + 1) ** 2)
-    from_edge = edge_vec.new_zeros(num_edges, (lmax + 1) ** 2, len(rows))
-    for l in range(lmax + 1):
-        swap = _wigner_of(l, _SWAP_XY).to(edge_vec)
-        fixed = _wigner_of(l, frame_rotation()).to(edge_vec)
-        wigner = swap @ _rotation_about_y(cb_k, sb_k, l) @ swap @ (_rotation_about_y(cg_k, sg_k, l) @ fixed)
-        row_idx = [r for r, (lr, _) in enumerate(rows) if lr == l]
-        m_idx = [l + m for lr, m in rows if lr == l]
-        block = wigner[:, m_idx, :]  # (E, rows of degree l, 2l+1)
-        to_edge[:, row_idx, l * l : (l + 1) ** 2] = block
-        from_edge[:, l * l : (l + 1) ** 2, row_idx] = block.transpose(1, 2) * rescale_factor(l, mmax)
-    return to_edge, from_edge
+
+    def __init__(self, lmax: int, mmax: int) -> None:
+        super().__init__()
+        self.lmax = lmax
+        rows = m_primary_lm(lmax, mmax)
+        self.register_buffer("frame", torch.tensor(frame_rotation(), dtype=torch.float64), persistent=False)
+        by_degree = []  # m-primary rows grouped by degree l, in degree order
+        for l in range(lmax + 1):
+            self.register_buffer(f"swap_{l}", _wigner_of(l, _SWAP_XY), persistent=False)
+            self.register_buffer(f"fixed_{l}", _wigner_of(l, frame_rotation()), persistent=False)
+            self.register_buffer(f"rows_{l}", torch.tensor([l + m for lr, m in rows if lr == l]), persistent=False)
+            by_degree += [r for r, (lr, _) in enumerate(rows) if lr == l]
+        # to_edge row r (m-primary) is row position[r] of the degree-ordered stack of blocks
+        position = {r: i for i, r in enumerate(by_degree)}
+        self.register_buffer("to_m_primary", torch.tensor([position[r] for r in range(len(rows))]), persistent=False)
+        scale = [rescale_factor(l, mmax) for l in range(lmax + 1) for _ in range(2 * l + 1)]
+        self.register_buffer("rescale", torch.tensor(scale, dtype=torch.float64).view(-1, 1), persistent=False)
+
+    def forward(self, edge_vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            edge_vec: `(E, 3)` edge vectors (source - target), Angstrom.
+        Returns:
+            to_edge: `(E, n_m, (lmax+1)**2)`; `to_edge @ x` gives the |m| <= mmax coefficients of the
+                rotated feature x in m-primary layout.
+            from_edge: `(E, (lmax+1)**2, n_m)`; the inverse rotation of an m-primary edge feature back
+                to l-primary, with fairchem's sqrt((2l+1)/(2mmax+1)) rescale of degrees l > mmax.
+        """
+        lmax, dtype = self.lmax, edge_vec.dtype
+        cos_b, sin_b, cos_g, sin_g = edge_frame_angles(edge_vec @ self.frame.to(dtype).T)
+        cb_k, sb_k = _harmonics_of_angle(cos_b, sin_b, lmax)
+        cg_k, sg_k = _harmonics_of_angle(cos_g, sin_g, lmax)
+        width = (lmax + 1) ** 2
+        blocks = []
+        for l in range(lmax + 1):
+            swap, fixed = getattr(self, f"swap_{l}").to(dtype), getattr(self, f"fixed_{l}").to(dtype)
+            wigner = swap @ _rotation_about_y(cb_k, sb_k, l) @ swap @ (_rotation_about_y(cg_k, sg_k, l) @ fixed)
+            block = wigner.index_select(1, getattr(self, f"rows_{l}"))  # (E, rows of degree l, 2l+1)
+            blocks.append(nn.functional.pad(block, (l * l, width - (l + 1) ** 2)))
+        to_edge = torch.cat(blocks, dim=1).index_select(1, self.to_m_primary)
+        from_edge = (to_edge.transpose(1, 2) * self.rescale.to(dtype)).contiguous()
+        return to_edge, from_edge
+
+
+def edge_wigner(edge_vec: torch.Tensor, lmax: int, mmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`EdgeRotation(lmax, mmax)` applied to `edge_vec` `(E, 3)` (a one-off; the network keeps its own module)."""
+    return EdgeRotation(lmax, mmax).to(edge_vec.device)(edge_vec)
 
 
 class GridFactors(NamedTuple):
