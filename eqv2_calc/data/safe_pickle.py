@@ -11,7 +11,8 @@ package) raises `UnsafePickleError` before anything is called:
   hooks kept) and ``torch.storage._load_from_bytes``, whose bytes are read with
   ``torch.load(weights_only=True)`` (torch's own restricted loader) instead of torch's unrestricted one.
 - ``collections.OrderedDict``, ``copyreg._reconstructor`` (protocol 0/1 pickles; only for the stand-ins),
-  and numpy arrays and scalars (``numpy.core.multiarray._reconstruct`` / ``scalar``, ``ndarray``, ``dtype``).
+  and numpy arrays and scalars (``numpy.core.multiarray._reconstruct`` / ``scalar``,
+  ``numpy.core.numeric._frombuffer``, ``ndarray``, ``dtype``; ``numpy._core`` for numpy 2).
 
 Old torch_geometric (< 2.0) pickled a ``Data`` with its fields in ``__dict__``; newer versions keep them
 in ``_store`` (a ``GlobalStorage`` whose ``_mapping`` holds them). `data_fields` reads both.
@@ -88,10 +89,10 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
 
 def _numpy_core(name: str) -> Any:
     try:
-        from numpy._core import multiarray  # numpy >= 2
+        from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:
-        from numpy.core import multiarray
-    return getattr(multiarray, name)
+        from numpy.core import multiarray, numeric
+    return getattr(numeric if name == "_frombuffer" else multiarray, name)
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -107,8 +108,8 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
-_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-_NUMPY_FUNCTIONS = ("_reconstruct", "scalar")
+_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric")
+_NUMPY_FUNCTIONS = ("_reconstruct", "scalar", "_frombuffer")  # _frombuffer: arrays in pickle protocol 5
 _NUMPY_DTYPES = ("numpy.dtypes",)  # numpy 2 pickles dtypes as numpy.dtypes.Float64DType etc.
 
 
