@@ -146,6 +146,14 @@ def test_aselmdb_reads_labels_stress_and_constraints(files) -> None:
     np.testing.assert_allclose(atoms.calc.results["stress"], files["bulks"][1].calc.results["stress"])
     np.testing.assert_allclose(atoms.positions, files["bulks"][1].positions)
     source.close()
+    folder = files["root"] / "omat"
+    folder.mkdir()
+    for i, crystal in enumerate(files["bulks"]):
+        write_aselmdb(folder / f"data.{i:04d}.aselmdb", [crystal])
+    source = open_dataset(folder)
+    assert len(source) == 2 and source.key(1).endswith("data.0001.aselmdb row id=1")
+    np.testing.assert_allclose(source[1].positions, files["bulks"][1].positions)
+    source.close()
 
 
 def test_evaluate_metrics_match_a_hand_computation(files, tmp_path) -> None:

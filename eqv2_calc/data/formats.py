@@ -5,7 +5,8 @@
 - ``fairchem-lmdb``: a ``*.lmdb`` file or a folder of them (OC20 S2EF/IS2RE, OC22, ODAC), keys
   ``b"0"``, ``b"1"``, ... and an optional ``b"length"``; each value a pickled torch_geometric ``Data``
   (read by the restricted unpickler of `safe_pickle`: no other class is ever created or called);
-- ``aselmdb``: an ASE database in LMDB (OMat24, sAlex, OC20++; through ase-db-backends);
+- ``aselmdb``: an ASE database in LMDB, a file or a folder of ``*.aselmdb`` (OMat24, sAlex, OC20++;
+  through ase-db-backends);
 - ``ase-db``: an ASE SQLite database (``.db``);
 - ``ase-io``: any other file ase.io reads (read whole, not streamed).
 
@@ -60,8 +61,26 @@ class DatasetSource(Sequence[Atoms]):
         self.task = "s2ef"
         self.energy_kind = "total"
 
+    def _files(self, suffix: str) -> list[Path]:
+        """`path` itself, or the ``*{suffix}`` files of the folder `path` sorted by name."""
+        files = sorted(self.path.glob(f"*{suffix}")) if self.path.is_dir() else [self.path]
+        if not files:
+            raise DatasetError(f"{self.path} is a folder without *{suffix} files")
+        return files
+
+    def _index(self, lengths: list[int]) -> None:
+        """Structures of several files one after another: `lengths` structures in each."""
+        self._starts = np.cumsum([0, *lengths]).tolist()
+        if self._starts[-1] == 0:
+            raise DatasetError(f"{self.path} holds no structures (empty)")
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(file number, index inside that file) of structure `index`."""
+        file = bisect.bisect_right(self._starts, index) - 1
+        return file, index - self._starts[file]
+
     def __len__(self) -> int:
-        raise NotImplementedError
+        return self._starts[-1]
 
     def read(self, index: int) -> Atoms:
         """Structure `index` (0-based), labelled; raises `DatasetError` naming the file and key."""
@@ -95,9 +114,7 @@ class FairchemLmdb(DatasetSource):
             import lmdb
         except ImportError as exc:
             raise DatasetError(f"{path}: reading fairchem LMDBs needs the lmdb package ({_DATASETS_EXTRA})") from exc
-        self.files = sorted(path.glob("*.lmdb")) if path.is_dir() else [path]
-        if not self.files:
-            raise DatasetError(f"{path} is a folder without *.lmdb files")
+        self.files = self._files(".lmdb")
         self._envs = []
         lengths = []
         for file in self.files:
@@ -108,9 +125,7 @@ class FairchemLmdb(DatasetSource):
                 raise DatasetError(f"{file}: not a readable LMDB file ({exc})") from exc
             self._envs.append(env)
             lengths.append(self._length(env, file))
-        self._starts = np.cumsum([0, *lengths]).tolist()
-        if self._starts[-1] == 0:
-            raise DatasetError(f"{path} holds no structures (an empty LMDB)")
+        self._index(lengths)
         first = self._fields(0)
         if "y_relaxed" in first and "force" not in first:
             self.task = "is2re"
@@ -133,19 +148,16 @@ class FairchemLmdb(DatasetSource):
             raise DatasetError(f"{file} key b'length' holds {length!r}, not a number of structures")
         return length
 
-    def __len__(self) -> int:
-        return self._starts[-1]
-
-    def _locate(self, index: int) -> tuple[int, bytes]:
-        file = bisect.bisect_right(self._starts, index) - 1
-        return file, str(index - self._starts[file]).encode("ascii")
+    def _key(self, index: int) -> tuple[int, bytes]:
+        file, local = self._locate(index)
+        return file, str(local).encode("ascii")
 
     def key(self, index: int) -> str:
-        file, key = self._locate(index)
+        file, key = self._key(index)
         return f"{self.files[file]} key {key!r}"
 
     def _fields(self, index: int) -> dict[str, Any]:
-        file, key = self._locate(index)
+        file, key = self._key(index)
         with self._envs[file].begin() as txn:
             value = txn.get(key)
         if value is None:
@@ -162,7 +174,7 @@ class FairchemLmdb(DatasetSource):
         where = self.key(index)
         fields = self._fields(index)
         atoms = data_to_atoms(fields, where)
-        file, key = self._locate(index)
+        file, key = self._key(index)
         atoms.info["origin"] = f"{self.files[file].name}@key {key!r}"
         results = {"energy": fields.get("y_init" if self.task == "is2re" else "y"), "forces": fields.get("force"),
                    "stress": fields.get("stress")}
@@ -185,47 +197,49 @@ class FairchemLmdb(DatasetSource):
 
 
 class AseDatabase(DatasetSource):
-    """An ASE database, ``.aselmdb`` (through ase-db-backends) or SQLite ``.db``, read row by row."""
+    """ASE databases read row by row: an ``.aselmdb`` or a folder of them (through ase-db-backends), or an
+    SQLite ``.db``."""
 
     def __init__(self, path: Path, require: tuple[str, ...], energy_kind: str | None) -> None:
         super().__init__(path, require)
         self.energy_kind = energy_kind or "total"
-        if path.suffix == ".aselmdb":
-            self.format = "aselmdb"
-            try:
-                import ase.db
-                import ase_db_backends  # noqa: F401  (ase.db.connect imports its LMDB backend by name)
-            except ImportError as exc:
-                raise DatasetError(f"{path}: reading .aselmdb needs ase-db-backends ({_DATASETS_EXTRA})") from exc
-            try:
-                self._db = ase.db.connect(str(path), type="aselmdb", readonly=True, use_lock_file=False)
-            except Exception as exc:  # lmdb.Error and friends
-                raise DatasetError(f"{path}: not a readable .aselmdb file ({type(exc).__name__}: {exc})") from exc
-            self._ids = list(self._db.ids)
-        else:
-            self.format = "ase-db"
-            self._db = connect_ase_sqlite(path)
-            self._ids = [row.id for row in self._db.select(include_data=False)]
-        if not self._ids:
-            raise DatasetError(f"{path} is an ASE database with no rows: no structures to read")
+        self.format = "ase-db" if path.suffix == ".db" else "aselmdb"
+        self.files = [path] if self.format == "ase-db" else self._files(".aselmdb")
+        self._dbs = [self._connect(file) for file in self.files]
+        self._ids = [list(db.ids) if self.format == "aselmdb" else [row.id for row in db.select(include_data=False)]
+                     for db in self._dbs]
+        self._index([len(ids) for ids in self._ids])
 
-    def __len__(self) -> int:
-        return len(self._ids)
+    def _connect(self, file: Path):
+        if self.format == "ase-db":
+            return connect_ase_sqlite(file)
+        try:
+            import ase.db
+            import ase_db_backends  # noqa: F401  (ase.db.connect imports its LMDB backend by name)
+        except ImportError as exc:
+            raise DatasetError(f"{file}: reading .aselmdb needs ase-db-backends ({_DATASETS_EXTRA})") from exc
+        try:
+            return ase.db.connect(str(file), type="aselmdb", readonly=True, use_lock_file=False)
+        except Exception as exc:  # lmdb.Error and friends
+            raise DatasetError(f"{file}: not a readable .aselmdb file ({type(exc).__name__}: {exc})") from exc
 
     def key(self, index: int) -> str:
-        return f"{self.path} row id={self._ids[index]}"
+        file, local = self._locate(index)
+        return f"{self.files[file]} row id={self._ids[file][local]}"
 
     def read(self, index: int) -> Atoms:
+        file, local = self._locate(index)
         try:
-            row = self._db.get(id=self._ids[index])
+            row = self._dbs[file].get(id=self._ids[file][local])
         except KeyError as exc:
             raise DatasetError(f"{self.key(index)}: no such row") from exc
-        return row_to_atoms(row, self.path, self.require)
+        return row_to_atoms(row, self.files[file], self.require)
 
     def close(self) -> None:
-        if self.format == "aselmdb" and self._db is not None:
-            self._db.close()
-        self._db = None
+        if self.format == "aselmdb":
+            for db in self._dbs:
+                db.close()
+        self._dbs = []
 
 
 class AseFile(DatasetSource):
@@ -237,9 +251,7 @@ class AseFile(DatasetSource):
         super().__init__(path, require)
         self.energy_kind = energy_kind or "total"
         self._structures = load_structures(path, require=require)
-
-    def __len__(self) -> int:
-        return len(self._structures)
+        self._index([len(self._structures)])
 
     def key(self, index: int) -> str:
         return f"{self.path} structure index {index}"
@@ -253,7 +265,8 @@ def open_dataset(path: str | os.PathLike, *, energy_kind: str | None = None,
     """Open a dataset for streaming reads (format from the path: see the module docstring).
 
     Args:
-        path: ``*.lmdb`` file or folder of them (fairchem), ``.aselmdb``, ``.db`` or an ase.io file.
+        path: ``*.lmdb`` file or folder of them (fairchem), ``.aselmdb`` file or folder of them, ``.db``, or an
+            ase.io file.
         energy_kind: "adsorption" or "total", what the stored energies are; None guesses (module docstring).
         require: labels every structure must have among "energy", "forces", "stress"; None: energy and
             forces for S2EF data, nothing more for IS2RE (whose relaxed energy is always required).
@@ -272,13 +285,13 @@ def open_dataset(path: str | os.PathLike, *, energy_kind: str | None = None,
     unknown = [r for r in given or () if r not in LABELS]
     if unknown:
         raise ValueError(f"require={given}: unknown label(s) {unknown}; choose among {LABELS}")
-    if path.is_dir() or path.suffix == ".lmdb":
+    if (path.is_dir() and not any(path.glob("*.aselmdb"))) or path.suffix == ".lmdb":
         source: DatasetSource = FairchemLmdb(path, given or (), energy_kind)
         if given is None:
             source.require = ("energy", "forces") if source.task == "s2ef" else ()
         return source
     require = given if given is not None else ("energy", "forces")
-    if path.suffix in (".aselmdb", ".db"):
+    if path.is_dir() or path.suffix in (".aselmdb", ".db"):
         return AseDatabase(path, require, energy_kind)
     return AseFile(path, require, energy_kind)
 
