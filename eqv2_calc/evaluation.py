@@ -141,7 +141,9 @@ def evaluate(
         raise ValueError(f"limit={limit} must be at least 1")
     if ray is not None and (output_dir is None or isinstance(model, Potential)):
         raise ValueError("ray needs output_dir (for its chunk store) and a model name or path (not an object)")
+    start = time.perf_counter()
     source = open_dataset(data, energy_kind=energy_kind)
+    open_s = time.perf_counter() - start  # ase.io files are read whole here
     try:
         if limit is not None and limit > len(source):
             raise DatasetError(f"{source.path}: limit {limit} is beyond the data, which holds {len(source)} "
@@ -155,12 +157,14 @@ def evaluate(
                          f"{fmax} eV/A, at most {steps} steps) and its energy at its own relaxed geometry is "
                          "compared with y_relaxed (no DFT single point at the model's geometry)")
         run = _run_scaled if ray is not None else _run_local
-        metrics, keys, timing = run(source, count, potential, model, batch_size=batch_size, fmax=fmax, steps=steps,
-                                    ray=ray, output_dir=output_dir, progress=progress, device=device, dtype=dtype)
+        metrics, keys, (read_s, model_s) = run(source, count, potential, model, batch_size=batch_size, fmax=fmax,
+                                               steps=steps, ray=ray, output_dir=output_dir, progress=progress,
+                                               device=device, dtype=dtype)
     finally:
         source.close()
     summary = {"task": source.task, "data": str(source.path), "format": source.format, "model": model_name,
-               "energy_kind": source.energy_kind, "measured": measured, **metrics.summary(), "timing": timing}
+               "energy_kind": source.energy_kind, "measured": measured, **metrics.summary(),
+               "timing": _timing(count, open_s + read_s, model_s)}
     rows = [{**key, **row} for key, row in zip(keys, metrics.rows)]
     report = EvaluationReport(summary, rows)
     if output_dir is not None:
@@ -205,7 +209,7 @@ def _run_local(source: DatasetSource, count: int, potential: Potential, model: A
             read_s += t1 - t0
             keys += [_key(source, start + i, atoms) for i, atoms in enumerate(batch)]
             bar.update(len(batch))
-    return metrics, keys, _timing(count, read_s, model_s)
+    return metrics, keys, (read_s, model_s)
 
 
 def _run_scaled(source: DatasetSource, count: int, potential: Potential, model: Any, *, batch_size: int, fmax: float,
@@ -244,7 +248,7 @@ def _run_scaled(source: DatasetSource, count: int, potential: Potential, model: 
             metrics.add(atoms, done.get_potential_energy(), None, table[i]["converged"] == "True",
                         int(table[i]["steps"]))
     keys = [_key(source, i, atoms) for i, atoms in enumerate(structures)]
-    return metrics, keys, _timing(count, read_s, model_s)
+    return metrics, keys, (read_s, model_s)
 
 
 def _write_outputs(directory: Path, report: EvaluationReport, parity: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -278,7 +282,7 @@ def plot_parity(parity: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os
     fig, axes = plt.subplots(1, len(parity), figsize=(4.2 * len(parity), 4), layout="constrained", squeeze=False)
     units = {"energy": "eV", "forces": "eV/Å", "relaxed energy": "eV"}
     for ax, (name, (ref, pred)) in zip(axes[0], parity.items()):
-        ax.scatter(ref, pred, s=4, alpha=0.5, linewidths=0)
+        ax.scatter(ref, pred, s=12 if len(ref) < 1000 else 3, alpha=0.5, linewidths=0)
         if len(ref):
             low, high = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
             ax.plot([low, high], [low, high], color="k", lw=0.8)

@@ -171,7 +171,7 @@ def test_shape_and_missing_stress_errors():
     with pytest.raises(DatasetError, match="has no stress"):
         attach_labels(bulk("Cu", cubic=True), {"energy": 0.0, "forces": np.zeros((4, 3))},
                        ("energy", "forces", "stress"), "x")
-    atoms = _attach_labels(bulk("Cu", cubic=True), {"energy": 1.0, "stress": np.eye(3)}, ("energy",), "x")
+    atoms = attach_labels(bulk("Cu", cubic=True), {"energy": 1.0, "stress": np.eye(3)}, ("energy",), "x")
     np.testing.assert_array_equal(atoms.calc.results["stress"], [1, 1, 1, 0, 0, 0])
 
 

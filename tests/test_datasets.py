@@ -25,7 +25,7 @@ from eqv2_calc.errors import EnergyReferenceError
 from eqv2_calc.evaluation import evaluate
 from eqv2_calc.metrics import free_mask
 from eqv2_calc.predict import predict
-from lmdb_files import OldPygData, data_fields, write_aselmdb, write_lmdb, write_s2ef_lmdb
+from lmdb_files import data_fields, write_aselmdb, write_lmdb, write_s2ef_lmdb
 from test_train import TINY_MODEL
 
 
