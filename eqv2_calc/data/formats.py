@@ -40,7 +40,6 @@ from .dataset import LABELS, DatasetError, attach_labels, connect_ase_sqlite, lo
 from .safe_pickle import UnsafePickleError, data_fields, loads
 
 ENERGY_KINDS = ("adsorption", "total")
-TASKS = ("s2ef", "is2re")
 _DATASETS_EXTRA = "pip install 'eqv2-calc[datasets]'"
 
 
