@@ -29,7 +29,7 @@ import torch
 from .data.dataset import DatasetError
 from .data.formats import DatasetSource, open_dataset
 from .errors import EnergyReferenceError, EquiformerV2Error
-from .hub import ModelEntry
+from .hub import ModelEntry, find_entry
 from .metrics import IS2REMetrics, S2EFMetrics
 from .potential import Potential
 from .predict import DEFAULT_BATCH_SIZE, DEMO_MODEL, evaluate as evaluate_batch, resolve_model
@@ -150,7 +150,10 @@ def evaluate(
                                f"structures (the last is {source.key(len(source) - 1)})")
         count = len(source) if limit is None else limit
         model_name = "Potential object" if isinstance(model, Potential) else str(model)
-        potential, entry = resolve_model(model, device, dtype)
+        if ray is None:
+            potential, entry = resolve_model(model, device, dtype)
+        else:  # the workers load their own copies
+            potential, entry = None, find_entry(model)
         measured = check_energy_kind(source.energy_kind, entry, model_name)
         if source.task == "is2re":
             measured += ("; IS2RE: the model relaxes each initial structure (batched FIRE, fmax "
@@ -212,7 +215,7 @@ def _run_local(source: DatasetSource, count: int, potential: Potential, model: A
     return metrics, keys, (read_s, model_s)
 
 
-def _run_scaled(source: DatasetSource, count: int, potential: Potential, model: Any, *, batch_size: int, fmax: float,
+def _run_scaled(source: DatasetSource, count: int, potential: None, model: Any, *, batch_size: int, fmax: float,
                 steps: int, ray: str, output_dir: str | os.PathLike, progress: bool, device: Any, dtype: torch.dtype,
                 **_: Any):
     """Through `eqv2_calc.scale` (Ray workers): predictions land in output_dir/scale, then are scored here."""
@@ -220,7 +223,6 @@ def _run_scaled(source: DatasetSource, count: int, potential: Potential, model: 
 
     from .scale import Job, predict_task, relax_task, run
 
-    del potential  # the workers load their own copy
     t0 = time.perf_counter()
     structures = source[:count]
     read_s = time.perf_counter() - t0
