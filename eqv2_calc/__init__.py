@@ -15,10 +15,10 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "predict", "relax", "relax_many", "run_md"]
+__all__ = ["evaluate", "load_model", "predict", "relax", "relax_many", "run_md"]
 
 # public name -> submodule that defines it
-_LAZY = {"load_model": "hub", "predict": "predict", "relax": "relax", "relax_many": "relax", "run_md": "md"}
+_LAZY = {"evaluate": "evaluation", "load_model": "hub", "predict": "predict", "relax": "relax", "relax_many": "relax", "run_md": "md"}
 
 
 class _Package(types.ModuleType):

@@ -169,6 +169,17 @@ def _cmd_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    report = evaluate(args.data, _model(args), limit=args.limit, batch_size=args.batch_size, output_dir=args.output,
+                      energy_kind=args.energy_kind, device=args.device, ray=args.ray, progress=not args.quiet)
+    print("\n".join(report.lines()))
+    if report.files:
+        print(f"wrote {', '.join(str(path) for path in report.files)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -424,6 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--plot", action="store_true", help="also save adsorbml.png (energies and top structures)")
     _add_scale_options(adsorb)
     adsorb.set_defaults(func=_cmd_adsorb)
+    evaluate = sub.add_parser("evaluate", help="OC20/OMat24 metrics of a model on a labelled dataset (fairchem LMDB, "
+                              ".aselmdb, ASE db, extxyz); docs/datasets.md")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--data", required=True, help="fairchem *.lmdb file or folder, .aselmdb, .db or ase.io file")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N structures")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="structures per model call (default 16)")
+    evaluate.add_argument("-o", "--output", metavar="DIR", help="write metrics.json, structures.csv, parity.png")
+    evaluate.add_argument("--energy-kind", choices=("adsorption", "total"), help="what the file's energies are "
+                          "(default: guessed; OC20 LMDBs adsorption, OC22/ODAC LMDBs and ASE databases total)")
+    evaluate.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="through Ray workers (chunk "
+                          "store in DIR/scale, resumable): no ADDRESS starts a local cluster, or 'auto' / HOST:PORT")
+    evaluate.set_defaults(func=_cmd_evaluate)
     demo = sub.add_parser("demo", help="relax CO on Cu(111), MD of a Cu slab and a small *O/Cu(111) adsorbate "
                           "screen with the demo model; saves a plot")
     _add_model_options(demo)

@@ -73,3 +73,7 @@ class WorkerError(EquiformerV2Error, RuntimeError):
 
 class ResultsDirError(EquiformerV2Error, ValueError):
     """A results directory holds another job's results (or files that are not results)."""
+
+
+class EnergyReferenceError(EquiformerV2Error, ValueError):
+    """A model's energies and a dataset's labels have different references (adsorption vs total energies)."""

@@ -16,7 +16,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 from eqv2_calc.data import DatasetError, check_elements, load_structures
-from eqv2_calc.data.dataset import _attach_labels
+from eqv2_calc.data.dataset import attach_labels
 from eqv2_calc.data.emt import ADSORBATES, METALS, generate_system, make_emt_dataset, system_specs
 
 TINY = dict(n_systems=10, seed=3, progress=False, n_relax=3, n_md=2, md_interval=5)
@@ -167,11 +167,11 @@ def test_nan_labels_are_clear_errors(tmp_path):
 
 def test_shape_and_missing_stress_errors():
     with pytest.raises(DatasetError, match=r"forces have shape \(3, 3\), expected \(4, 3\)"):
-        _attach_labels(bulk("Cu", cubic=True), {"energy": 0.0, "forces": np.zeros((3, 3))}, ("energy",), "x")
+        attach_labels(bulk("Cu", cubic=True), {"energy": 0.0, "forces": np.zeros((3, 3))}, ("energy",), "x")
     with pytest.raises(DatasetError, match="has no stress"):
-        _attach_labels(bulk("Cu", cubic=True), {"energy": 0.0, "forces": np.zeros((4, 3))},
+        attach_labels(bulk("Cu", cubic=True), {"energy": 0.0, "forces": np.zeros((4, 3))},
                        ("energy", "forces", "stress"), "x")
-    atoms = _attach_labels(bulk("Cu", cubic=True), {"energy": 1.0, "stress": np.eye(3)}, ("energy",), "x")
+    atoms = attach_labels(bulk("Cu", cubic=True), {"energy": 1.0, "stress": np.eye(3)}, ("energy",), "x")
     np.testing.assert_array_equal(atoms.calc.results["stress"], [1, 1, 1, 0, 0, 0])
 
 

@@ -42,16 +42,18 @@ class SplitNotFoundError(DatasetError):
 
 
 def load_structures(path: str | os.PathLike, split: str | None = None,
-                    require: Iterable[str] = ("energy", "forces")) -> list[Atoms]:
-    """Read every labelled structure of `path` (an ASE database or an ase.io file).
+                    require: Iterable[str] = ("energy", "forces"), limit: int | None = None) -> list[Atoms]:
+    """Read every labelled structure of `path` (an ASE database, a fairchem LMDB or an ase.io file).
 
     Args:
-        path: ``.db`` ASE SQLite database (labels from each row's stored calculator results), or
-            any file `ase.io.read` understands (labels from ``atoms.calc`` as ase reads it, else
+        path: ``.db`` ASE SQLite database (labels from each row's stored calculator results), a
+            fairchem ``*.lmdb`` file or folder of them, an ``.aselmdb`` (see `eqv2_calc.data.formats`),
+            or any file `ase.io.read` understands (labels from ``atoms.calc`` as ase reads it, else
             ``atoms.info["energy"]``/``["stress"]`` and ``atoms.arrays["forces"]``).
         split: keep only structures whose ``split`` key (db key-value pair or info key) equals it,
             e.g. "train", "val", "test"; None keeps all.
         require: labels every structure must have, among "energy", "forces", "stress".
+        limit: read only the first `limit` structures of the file (None: all).
 
     Returns:
         A list of `Atoms` with labels in a `SinglePointCalculator` (see the module docstring).
@@ -69,8 +71,8 @@ def load_structures(path: str | os.PathLike, split: str | None = None,
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    if path.is_dir():
-        raise DatasetError(f"{path} is a directory, not a dataset file (ASE .db or an ase.io file)")
+    if path.is_dir() or path.suffix in (".lmdb", ".aselmdb"):
+        return _read_streamed(path, split, require, limit)
     if path.stat().st_size == 0:
         raise DatasetError(f"{path} is empty (0 bytes): no structures to read")
     with path.open("rb") as fh:
@@ -78,13 +80,37 @@ def load_structures(path: str | os.PathLike, split: str | None = None,
     if path.suffix == ".db" and not is_sqlite:
         raise DatasetError(f"{path} has a .db suffix but is not an SQLite file (ASE database)")
     structures = _read_db(path, split, require) if is_sqlite else _read_ase_io(path, split, require)
-    return structures
+    return structures[:limit]
 
 
-def load_datasets(paths: str | os.PathLike | Sequence[str | os.PathLike], split: str | None = None,
+def _read_streamed(path: Path, split: str | None, require: tuple[str, ...], limit: int | None) -> list[Atoms]:
+    """The first `limit` structures of a fairchem LMDB (file or folder) or an .aselmdb, in `split`."""
+    from .formats import open_dataset
+
+    source = open_dataset(path, require=require)
+    try:
+        structures = source[:limit]
+    finally:
+        source.close()
+    if split is None:
+        return structures
+    kept = [atoms for atoms in structures if atoms.info.get("split") == split]
+    if not kept:
+        raise SplitNotFoundError(f"{path}: no structure has split={split!r}; give the whole file a split in the "
+                                 f"training config: data: [{{path: {path}, split: {split}}}]")
+    return kept
+
+
+DatasetEntry = str | os.PathLike | dict  # a path, or {"path": ..., "split": ..., "limit": ...}
+
+
+def load_datasets(paths: DatasetEntry | Sequence[DatasetEntry], split: str | None = None,
                   require: Iterable[str] = ("energy", "forces")) -> list[Atoms]:
     """`load_structures` over one file or several, concatenated in order.
 
+    An entry is a path, or a dict ``{"path": ..., "split": "train", "limit": 1000}``: ``split`` puts every
+    structure of the file in that split (fairchem LMDBs and .aselmdb files are split by file, not by row),
+    ``limit`` reads only the file's first structures.
     With several files, one without structures in `split` adds none (e.g. a train-only supplement);
     only a union without any raises.
 
@@ -92,13 +118,17 @@ def load_datasets(paths: str | os.PathLike | Sequence[str | os.PathLike], split:
         SplitNotFoundError: no file has a structure in `split` (the message names each file's splits).
         FileNotFoundError, DatasetError: as `load_structures`, for any of the files.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        return load_structures(paths, split, require)
+    if isinstance(paths, (str, os.PathLike, dict)):
+        paths = [paths]
     structures: list[Atoms] = []
     missing: list[str] = []
-    for path in paths:
+    for entry in paths:
+        path, assigned, limit = dataset_entry(entry)
+        if assigned is not None and split is not None and assigned != split:
+            missing.append(f"{path} is the {assigned!r} split")
+            continue
         try:
-            structures += load_structures(path, split, require)
+            structures += load_structures(path, split if assigned is None else None, require, limit)
         except SplitNotFoundError as exc:
             missing.append(str(exc))
     if not structures:
@@ -106,7 +136,8 @@ def load_datasets(paths: str | os.PathLike | Sequence[str | os.PathLike], split:
     return structures
 
 
-def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
+def connect_ase_sqlite(path: Path):
+    """An ASE SQLite database opened after checking (read-only) that it is one and has rows."""
     import ase.db
 
     # Open read-only first: ase.db.connect would silently add its tables to a foreign SQLite file.
@@ -121,28 +152,56 @@ def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[At
     db = ase.db.connect(path, type="db")
     if db.count() == 0:
         raise DatasetError(f"{path} is an ASE database with no rows: no structures to read")
+    return db
+
+
+def dataset_entry(entry: DatasetEntry) -> tuple[str, str | None, int | None]:
+    """(path, split or None, limit or None) of a `load_datasets` entry.
+
+    Raises:
+        DatasetError: a dict entry without a path, with unknown keys, or with a bad split or limit.
+    """
+    if isinstance(entry, (str, os.PathLike)):
+        return str(entry), None, None
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise DatasetError(f"data entry {entry!r} must be a path or a dict with a 'path'")
+    unknown = sorted(set(entry) - {"path", "split", "limit"})
+    if unknown:
+        raise DatasetError(f"data entry {entry!r}: unknown key(s) {unknown}; allowed: path, split, limit")
+    split, limit = entry.get("split"), entry.get("limit")
+    if split is not None and not (isinstance(split, str) and split):
+        raise DatasetError(f"data entry {entry!r}: split must be a name such as train or val")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise DatasetError(f"data entry {entry!r}: limit must be a whole number >= 1")
+    return entry["path"], split, limit
+
+
+def _read_db(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
+    db = connect_ase_sqlite(path)
     rows = list(db.select(split=split) if split is not None else db.select())
     if not rows:
         available = sorted({str(r.get("split")) for r in db.select(columns=["key_value_pairs"])})
         raise SplitNotFoundError(f"{path}: no row has split={split!r}; the rows' split values are {available}")
 
-    out = []
-    for row in rows:
-        where = f"{path} row id={row.id}"
-        results = {}
-        for name in ("energy", "free_energy", "forces", "stress"):
-            value = row.get(name)
-            if value is not None:
-                results[name] = value
-        atoms = row.toatoms()
-        atoms.calc = None
-        atoms.info.update(row.key_value_pairs)
-        atoms.info.setdefault("system_id", f"{path.name}@row {row.id}")
-        atoms.info["origin"] = f"{path.name}@row {row.id}"
-        if "energy" in require and "energy" not in results:
-            where += " (an ASE SQLite database stores a NaN energy as missing)"
-        out.append(_attach_labels(atoms, results, require, where))
-    return out
+    return [row_to_atoms(row, path, require) for row in rows]
+
+
+def row_to_atoms(row, path: Path, require: tuple[str, ...]) -> Atoms:
+    """An ASE database row (SQLite or aselmdb) as labelled `Atoms` (see the module docstring)."""
+    where = f"{path} row id={row.id}"
+    results = {}
+    for name in ("energy", "free_energy", "forces", "stress"):
+        value = row.get(name)
+        if value is not None:
+            results[name] = value
+    atoms = row.toatoms()
+    atoms.calc = None
+    atoms.info.update(row.key_value_pairs)
+    atoms.info.setdefault("system_id", f"{path.name}@row {row.id}")
+    atoms.info["origin"] = f"{path.name}@row {row.id}"
+    if "energy" in require and "energy" not in results:
+        where += " (an ASE database stores a NaN energy as missing)"
+    return attach_labels(atoms, results, require, where)
 
 
 def _read_ase_io(path: Path, split: str | None, require: tuple[str, ...]) -> list[Atoms]:
@@ -171,7 +230,7 @@ def _read_ase_io(path: Path, split: str | None, require: tuple[str, ...]) -> lis
         atoms.calc = None
         atoms.info.setdefault("system_id", f"{path.name}@{i}")
         atoms.info["origin"] = f"{path.name}@{i}"
-        out.append(_attach_labels(atoms, results, require, where))
+        out.append(attach_labels(atoms, results, require, where))
     if not out:
         available = sorted({str(a.info.get("split")) for a in images})
         raise SplitNotFoundError(f"{path}: no structure has split={split!r}; the structures' split values are "
@@ -179,7 +238,7 @@ def _read_ase_io(path: Path, split: str | None, require: tuple[str, ...]) -> lis
     return out
 
 
-def _attach_labels(atoms: Atoms, results: dict, require: tuple[str, ...], where: str) -> Atoms:
+def attach_labels(atoms: Atoms, results: dict, require: tuple[str, ...], where: str) -> Atoms:
     """Validate `results` (units: eV, eV/Angstrom, eV/Angstrom^3) and attach them as a SinglePointCalculator."""
     natoms = len(atoms)
     if natoms == 0:

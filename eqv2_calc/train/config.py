@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..data.dataset import DatasetError, dataset_entry
 from ..errors import ConfigError
 
 LOSSES = ("mse", "huber")
@@ -24,7 +25,9 @@ class TrainConfig:
     quadratic below the threshold, linear above, so a few far-from-equilibrium frames do not dominate).
     """
 
-    data: str | list[str]  # ASE db or ase.io file(s), concatenated; rows carry a `split` key (train/val/test)
+    # ASE db, ase.io, fairchem LMDB or .aselmdb file(s), concatenated; rows carry a `split` key (train/val/test),
+    # or an entry {path, split, limit} puts a whole file in one split (see data.dataset.load_datasets)
+    data: str | list[str | dict]
     output_dir: str = "runs/eqv2"
     model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
     finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
@@ -52,8 +55,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         paths = [self.data] if isinstance(self.data, str) else self.data
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
-            raise ConfigError(f"data={self.data!r} must be a dataset path or a non-empty list of paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, (str, dict)) and p for p in paths):
+            raise ConfigError(f"data={self.data!r} must be a dataset path or a non-empty list of paths "
+                              "or {path, split, limit} entries")
+        for entry in paths:
+            try:
+                dataset_entry(entry)
+            except DatasetError as exc:
+                raise ConfigError(str(exc)) from exc
         if self.model and self.finetune_from:
             raise ConfigError("give either `model` (a new network) or `finetune_from` (a checkpoint), not both")
         if self.add_layers < 0 or (self.add_layers and not self.finetune_from):
