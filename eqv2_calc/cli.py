@@ -438,10 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True)
     emt = data_commands.add_parser("emt", help="bulk, slabs and adsorbates labelled by ASE's EMT "
                                    "(its own options: eqv2 data emt --help)", add_help=False)
-    emt.set_defaults(func=_cmd_data_emt, passes_through=True)
+    emt.set_defaults(func=_cmd_data_emt, passes_through=True, own_parser="eqv2_calc.data.emt:build_parser")
     active = data_commands.add_parser("active", help="a model's own relaxations of fresh adsorbate systems, "
                                       "labelled by EMT (its own options: eqv2 data active --help)", add_help=False)
-    active.set_defaults(func=_cmd_data_active, passes_through=True)
+    active.set_defaults(func=_cmd_data_active, passes_through=True, own_parser="eqv2_calc.data.active:build_parser")
     return parser
 
 

@@ -1,0 +1,74 @@
+"""README.md and docs/: every python and bash block runs (or, marked no-run, its names and flags exist).
+
+The rules a block follows are in tests/snippets.py's docstring and docs/README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from snippets import CHECKED, REPO, all_blocks, block_problems, command_lines, doc_pages, parse_blocks, \
+    python_name_problems, run_in_subprocess
+
+BLOCKS = [b for b in all_blocks() if b.language in CHECKED]
+RUNNABLE = [b for b in BLOCKS if b.no_run is None]
+
+
+@pytest.fixture(scope="module")
+def run_results(tmp_path_factory) -> dict[str, dict]:
+    return run_in_subprocess(RUNNABLE, tmp_path_factory.mktemp("snippets"))
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_names_and_flags_exist(block) -> None:
+    assert not block_problems(block), f"{block.id}:\n" + "\n".join(block_problems(block))
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
+def test_block_runs(block, run_results) -> None:
+    error = run_results[block.id]["error"]
+    assert error is None, f"{block.id} failed (mark it `<!-- snippet: no-run (reason) -->` only if it " \
+                          f"cannot run offline in seconds):\n{error}"
+
+
+def test_every_block_names_its_language() -> None:
+    untagged = [b.id for path in doc_pages() for b in parse_blocks(path) if not b.language]
+    assert not untagged, f"fenced blocks without a language (python, bash, text, ...): {untagged}"
+
+
+LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+def test_relative_links_point_to_files() -> None:
+    broken = []
+    for path in doc_pages():
+        text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+        for target in (m["target"] for m in LINK.finditer(text)):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            file = (path.parent / target.split("#")[0]).resolve()
+            if not file.exists():
+                broken.append(f"{path.relative_to(REPO)}: {target}")
+    assert not broken, f"relative links to missing files: {broken}"
+
+
+# --- the checker itself: it must catch what it is for -----------------------------------------------
+
+def test_checker_catches_a_missing_name_keyword_or_flag(tmp_path: Path) -> None:
+    assert python_name_problems("from eqv2_calc.calculator import EquiformerV2Calculator\n"
+                                "EquiformerV2Calculator(model='x', device='cpu')\n") == []
+    assert python_name_problems("import eqv2_calc\neqv2_calc.relax_all(1)\n")
+    assert python_name_problems("from eqv2_calc.calculator import NoSuchCalculator\n")
+    assert python_name_problems("import eqv2_calc\neqv2_calc.predict([], batchsize=4)\n")
+    page = tmp_path / "page.md"
+    page.write_text("text\n\n<!-- snippet: no-run (needs a GPU) -->\n```bash\n"
+                    "eqv2 relax a.xyz -o b.xyz --fmax 0.05 \\\n  --no-such-flag\neqv2 frobnicate\n"
+                    "eqv2 data emt out.db --n-systems 3 && eqv2 checkpoints list --json\n```\n")
+    (block,) = parse_blocks(page, tmp_path)
+    assert block.no_run == "needs a GPU" and block.line == 4
+    assert command_lines(block.code)[0][-1] == "--no-such-flag"
+    problems = block_problems(block)
+    assert len(problems) == 2 and "--no-such-flag" in problems[0] and "frobnicate" in problems[1]
