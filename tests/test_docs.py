@@ -72,3 +72,28 @@ def test_checker_catches_a_missing_name_keyword_or_flag(tmp_path: Path) -> None:
     assert command_lines(block.code)[0][-1] == "--no-such-flag"
     problems = block_problems(block)
     assert len(problems) == 2 and "--no-such-flag" in problems[0] and "frobnicate" in problems[1]
+
+
+def test_cli_md_is_what_the_parsers_print() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", REPO / "tools" / "gen_cli_docs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    recorded = (REPO / "docs" / "cli.md").read_text()
+    if f"(Python {tool.PYTHON} argparse)" not in recorded:
+        pytest.skip(f"docs/cli.md was generated with another Python's argparse layout than {tool.PYTHON}")
+    assert recorded == tool.render(), "docs/cli.md is out of date: run `python tools/gen_cli_docs.py`"
+
+
+@pytest.mark.parametrize("command", [["predict"], ["data", "emt"]])
+def test_cli_md_sections_are_the_help_a_user_sees(command) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # argparse wraps at COLUMNS - 2; gen_cli_docs.py at 100
+    shown = subprocess.run([sys.executable, "-m", "eqv2_calc.cli", *command, "--help"], capture_output=True,
+                           text=True, check=True, env={**os.environ, "COLUMNS": "102"}).stdout.rstrip()
+    section = (REPO / "docs" / "cli.md").read_text().split(f"## eqv2 {' '.join(command)}\n\n```text\n")[1]
+    assert section.split("\n```")[0] == shown
