@@ -97,3 +97,30 @@ def test_cli_md_sections_are_the_help_a_user_sees(command) -> None:
                            text=True, check=True, env={**os.environ, "COLUMNS": "102"}).stdout.rstrip()
     section = (REPO / "docs" / "cli.md").read_text().split(f"## eqv2 {' '.join(command)}\n\n```text\n")[1]
     assert section.split("\n```")[0] == shown
+
+
+def test_models_md_table_names_are_registered() -> None:
+    from eqv2_calc.hub import load_registry
+
+    registry = load_registry()
+    rows = [line.split("|")[1:3] for line in (REPO / "docs" / "models.md").read_text().splitlines()
+            if line.startswith("| `")]
+    names = [name for cells in rows for name in re.findall(r"`([^`]+)`", "".join(cells))]
+    assert len(names) > 10
+    unknown = [name for name in names if registry.find(name) is None]
+    assert not unknown, f"docs/models.md names models the registry does not have: {unknown}"
+
+
+def test_training_configs_in_the_docs_use_existing_options() -> None:
+    import dataclasses
+
+    import yaml
+
+    from eqv2_calc.train.config import TrainConfig
+
+    options = {f.name for f in dataclasses.fields(TrainConfig)}
+    configs = [b for b in all_blocks() if b.language == "yaml" and "data:" in b.code]
+    assert configs, "docs/training.md shows a training config"
+    for block in configs:
+        unknown = set(yaml.safe_load(block.code)) - options
+        assert not unknown, f"{block.id}: no training option {sorted(unknown)}"
