@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import hub
+from . import __version__, hub
 from .errors import EquiformerV2Error
 
 
@@ -354,8 +354,20 @@ def _add_scale_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--retries", type=int, default=2, help="times a failed chunk is retried (default 2)")
 
 
+def _version_text() -> str:
+    """`eqv2 --version`: this package's version, and the torch and Python it runs with (torch not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"eqv2 {__version__} (eqv2_calc, torch {torch_version}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eqv2", description="EquiformerV2 for ASE: run released eqV2 checkpoints.")
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="describe a checkpoint")
     info.add_argument("model", help="checkpoint file, registered name, hf://owner/repo/file or URL")
