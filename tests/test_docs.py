@@ -86,8 +86,8 @@ def test_cli_md_is_what_the_parsers_print() -> None:
     assert recorded == tool.render(), "docs/cli.md is out of date: run `python tools/gen_cli_docs.py`"
 
 
-@pytest.mark.parametrize("command", [["predict"], ["data", "emt"]])
-def test_cli_md_sections_are_the_help_a_user_sees(command) -> None:
+def test_cli_md_sections_are_the_help_a_user_sees() -> None:
+    command = ["predict"]
     import os
     import subprocess
     import sys
