@@ -338,7 +338,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_scale_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("scale out (chunked and resumable; README 'Scale out')")
+    group = parser.add_argument_group("scale out (chunked and resumable; docs/scale-out.md)")
     group.add_argument("--results", metavar="DIR", help="write results chunk by chunk into DIR (results.csv, "
                        "structures.extxyz, summary.json); running the same command again skips finished chunks; relax runs the "
                        "batched FIRE of --batch")
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--adsorbate", help="OC20 name (*CO, *OH, *O2H, ...) or a molecule file; or --systems")
     adsorb.add_argument("--systems", metavar="CSV", help="many systems: a CSV with columns bulk, miller, adsorbate "
                         "(optional binding_atoms), one screen per row, best placement per row in DIR/results.csv "
-                        "(DIR: --results, else -o); see README 'Scale out'")
+                        "(DIR: --results, else -o); see docs/scale-out.md")
     adsorb.add_argument("--binding-atoms", type=int, nargs="+", metavar="I",
                         help="0-based indices of the binding atom(s) of a molecule file")
     adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")
