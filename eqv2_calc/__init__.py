@@ -14,7 +14,7 @@ import types
 from importlib import import_module
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is set (pyproject.toml reads it); see CHANGELOG.md
 __all__ = ["evaluate", "load_model", "predict", "relax", "relax_many", "run_md"]
 
 # public name -> submodule that defines it

@@ -32,7 +32,7 @@ class EquiformerV2Calculator(Calculator):
             reused while no atom has moved more than skin / 2, as in MD or relaxations; the graph (and so
             every result) is identical to a fresh search.
         precision: matmul precision of the network: "float32" (default, exact), "tf32" (CUDA tensor
-            cores; no effect on a CPU) or "bfloat16" (autocast; see `eqv2_calc.precision` and the README for
+            cores; no effect on a CPU) or "bfloat16" (autocast; see `eqv2_calc.precision` and docs/performance.md for
             the measured accuracy).
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import hub
+from . import __version__, hub
 from .errors import EquiformerV2Error
 
 
@@ -344,7 +344,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_scale_options(parser: argparse.ArgumentParser, results_note: str = "") -> None:
-    group = parser.add_argument_group("scale out (chunked and resumable; README 'Scale out')")
+    group = parser.add_argument_group("scale out (chunked and resumable; docs/scale-out.md)")
     group.add_argument("--results", metavar="DIR", help="write results chunk by chunk into DIR (results.csv, "
                        "structures.extxyz, summary.json); running the same command again skips finished chunks, "
                        "and a DIR of another job (other model weights, structures or settings) is refused"
@@ -363,8 +363,20 @@ def _add_scale_options(parser: argparse.ArgumentParser, results_note: str = "") 
     group.add_argument("--retries", type=int, default=2, help="times a failed chunk is retried (default 2)")
 
 
+def _version_text() -> str:
+    """`eqv2 --version`: this package's version, and the torch and Python it runs with (torch not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"eqv2 {__version__} (eqv2_calc, torch {torch_version}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eqv2", description="EquiformerV2 for ASE: run released eqV2 checkpoints.")
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="describe a checkpoint")
     info.add_argument("model", help="checkpoint file, registered name, hf://owner/repo/file or URL")
@@ -417,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--adsorbate", help="OC20 name (*CO, *OH, *O2H, ...) or a molecule file; or --systems")
     adsorb.add_argument("--systems", metavar="CSV", help="many systems: a CSV with columns bulk, miller, adsorbate "
                         "(optional binding_atoms), one screen per row, best placement per row in DIR/results.csv "
-                        "(DIR: --results, else -o); see README 'Scale out'")
+                        "(DIR: --results, else -o); see docs/scale-out.md")
     adsorb.add_argument("--binding-atoms", type=int, nargs="+", metavar="I",
                         help="0-based indices of the binding atom(s) of a molecule file")
     adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")
@@ -461,10 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True)
     emt = data_commands.add_parser("emt", help="bulk, slabs and adsorbates labelled by ASE's EMT "
                                    "(its own options: eqv2 data emt --help)", add_help=False)
-    emt.set_defaults(func=_cmd_data_emt, passes_through=True)
+    emt.set_defaults(func=_cmd_data_emt, passes_through=True, own_parser="eqv2_calc.data.emt:build_parser")
     active = data_commands.add_parser("active", help="a model's own relaxations of fresh adsorbate systems, "
                                       "labelled by EMT (its own options: eqv2 data active --help)", add_help=False)
-    active.set_defaults(func=_cmd_data_active, passes_through=True)
+    active.set_defaults(func=_cmd_data_active, passes_through=True, own_parser="eqv2_calc.data.active:build_parser")
     return parser
 
 

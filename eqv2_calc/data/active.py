@@ -151,8 +151,8 @@ def make_active_dataset(path: str | Path, model: str, *, n_systems: int = 1000, 
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``eqv2 data active OUT.db [--model NAME] [--n-systems 1000] [--seed 1]``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `eqv2 data active` (also read by tools/gen_cli_docs.py)."""
     parser = argparse.ArgumentParser(prog="eqv2 data active", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="output file: .db (ASE SQLite database) or .extxyz")
     parser.add_argument("--model", help="registered name or checkpoint file (default: the embedded demo model)")
@@ -169,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
                         "output does not depend on it, up to float round-off)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``eqv2 data active OUT.db [--model NAME] [--n-systems 1000] [--seed 1]``."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     from ..predict import DEMO_MODEL
 

@@ -542,8 +542,8 @@ def summarize(frames: list[Atoms], kvps: list[dict]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python tools/make_emt_dataset.py OUT.db`` (or ``eqv2 data emt OUT.db``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `eqv2 data emt` (also read by tools/gen_cli_docs.py)."""
     parser = argparse.ArgumentParser(prog="eqv2 data emt", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="output file: .db (ASE SQLite database) or .extxyz")
     parser.add_argument("--n-systems", type=int, default=500, help="number of systems (default 500)")
@@ -554,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-md", type=int, default=6, help="MD snapshots kept per system (default 6)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python tools/make_emt_dataset.py OUT.db`` (or ``eqv2 data emt OUT.db``)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         summary = make_emt_dataset(args.path, n_systems=args.n_systems, seed=args.seed,
