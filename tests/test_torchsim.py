@@ -18,7 +18,7 @@ ts = pytest.importorskip("torch_sim", reason="TorchSim is an optional extra: pip
 
 from torch_sim.models.interface import validate_model_outputs  # noqa: E402
 
-from eqv2_calc.calculator import EquiformerV2Calculator  # noqa: E402
+from eqv2_calc import EquiformerV2Calculator  # noqa: E402
 from eqv2_calc.errors import InvalidStructureError  # noqa: E402
 from eqv2_calc.torchsim import EquiformerV2Model, memory_scaling  # noqa: E402
 
