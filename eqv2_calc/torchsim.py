@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from importlib.metadata import version
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,14 @@ from .potential import Potential
 from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, resolve_model, run_potential, stress_defined
 
 try:
+    import torch_sim as ts
     from torch_sim.models.interface import ModelInterface
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "eqv2_calc.torchsim needs TorchSim: pip install 'eqv2-calc[torchsim]' (PyPI package torch-sim-atomistic)"
     ) from error
 
-__all__ = ["EquiformerV2Model", "memory_scaling"]
+__all__ = ["EquiformerV2Model", "fire_optimizer", "in_flight_autobatcher", "memory_scaling", "optimize_max_steps"]
 
 # Number density (atoms / Angstrom^3) of dense condensed matter (fcc Cu 0.085, Fe 0.085, Ni 0.091,
 # diamond 0.176 atoms/A^3; ~0.1 as a round value), used to tell whether `max_neighbors` caps the graph.
@@ -192,3 +194,39 @@ def _pbc_per_system(pbc: bool | list | torch.Tensor, n_systems: int) -> np.ndarr
     if flags.shape == (n_systems, 3):
         return flags.numpy()
     raise InvalidStructureError(f"pbc of shape {tuple(flags.shape)}: expected a bool, (3,) or ({n_systems}, 3)")
+
+
+def fire_optimizer() -> Any:
+    """TorchSim's FIRE for `ts.optimize(..., optimizer=...)`: `ts.Optimizer.fire` (0.4+), `ts.optimizers.fire` (0.3)."""
+    return ts.Optimizer.fire if hasattr(ts, "Optimizer") else ts.optimizers.fire
+
+
+def in_flight_autobatcher(model: EquiformerV2Model, systems: Sequence[Atoms], max_systems: int) -> Any:
+    """A `ts.InFlightAutoBatcher` that keeps about `max_systems` of `systems` in flight.
+
+    For CPU runs (TorchSim's own `autobatcher=True` measures CUDA memory and refuses a CPU model) or to
+    fix the batch size: `max_memory_scaler` is the sum of the `max_systems` largest per-system metrics
+    of the model's `memory_scales_with`, computed as TorchSim does ("n_atoms": atoms; "n_atoms_x_density":
+    atoms^2 / cell volume in nm^3).
+    """
+    if max_systems < 1:
+        raise ValueError(f"max_systems={max_systems} must be at least 1")
+    if model.memory_scales_with == "n_atoms":
+        metrics = [float(len(atoms)) for atoms in systems]
+    else:
+        metrics = [len(atoms) ** 2 / (abs(atoms.cell.volume) / 1000.0) for atoms in systems]
+    largest = sorted(metrics, reverse=True)[:max_systems]
+    return ts.InFlightAutoBatcher(model, memory_scales_with=model.memory_scales_with,
+                                  max_memory_scaler=sum(largest) * (1 + 1e-6))
+
+
+def optimize_max_steps(steps: int, n_systems: int, in_flight: int) -> int:
+    """`max_steps` for `ts.optimize` that lets every one of `n_systems` systems take up to `steps` steps.
+
+    TorchSim >= 0.6 counts steps per system. 0.3-0.5 count the steps of the whole run: past `max_steps` each
+    swap period shrinks to one step while a system may stay for `max_steps // steps_between_swaps` swaps, so
+    systems of later batches would get only a few steps; there the budget is `steps` per batch of `in_flight`
+    systems (a system that does not converge may then take more than `steps`).
+    """
+    major, minor = (int(part) for part in version("torch-sim-atomistic").split(".")[:2])
+    return steps if (major, minor) >= (0, 6) else steps * math.ceil(n_systems / max(in_flight, 1))

@@ -20,15 +20,11 @@ from torch_sim.models.interface import validate_model_outputs  # noqa: E402
 
 from eqv2_calc import EquiformerV2Calculator  # noqa: E402
 from eqv2_calc.errors import InvalidStructureError  # noqa: E402
-from eqv2_calc.torchsim import EquiformerV2Model, memory_scaling  # noqa: E402
+from eqv2_calc.torchsim import EquiformerV2Model, fire_optimizer, memory_scaling  # noqa: E402
+from test_examples import run_example  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CPU = torch.device("cpu")
-
-
-def fire_optimizer():
-    """TorchSim's FIRE: `ts.Optimizer.fire` in current releases, `ts.optimizers.fire` in 0.3."""
-    return ts.Optimizer.fire if hasattr(ts, "Optimizer") else ts.optimizers.fire
 
 
 def hexagonal_slab(adsorbate: str = "CO", height: float = 1.9, site: str = "fcc") -> Atoms:
@@ -70,12 +66,23 @@ def calculator_results(atoms: Atoms, calc: EquiformerV2Calculator) -> tuple[floa
     return energy, forces, None if stress is None else voigt_6_to_full_3x3_stress(stress)
 
 
-@pytest.mark.parametrize("checkpoint,dtype", [(None, torch.float32), ("ckpt_omat_stress.pt", torch.float64)])
-def test_torchsim_validator(checkpoint: str | None, dtype: torch.dtype) -> None:
-    model = EquiformerV2Model(DATA / checkpoint, device=CPU, dtype=dtype) if checkpoint else EquiformerV2Model(
-        device=CPU, dtype=dtype)
-    validate_model_outputs(model, CPU, dtype)
-    assert (model.dtype, model.device, model.compute_stress) == (dtype, CPU, True)
+@pytest.fixture(scope="module")
+def omat() -> EquiformerV2Model:
+    """The OMat24-layout stand-in (direct forces and stress heads, max_neighbors 20), float32."""
+    return EquiformerV2Model(DATA / "ckpt_omat_stress.pt", device=CPU)
+
+
+def test_torchsim_validator_float32(omat: EquiformerV2Model) -> None:
+    validate_model_outputs(omat, CPU, torch.float32)
+    assert (omat.dtype, omat.device, omat.compute_stress) == (torch.float32, CPU, True)
+
+
+def test_torchsim_validator_float64_demo() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = EquiformerV2Model(device=CPU, dtype=torch.float64)
+    validate_model_outputs(model, CPU, torch.float64)
+    assert (model.dtype, model.compute_stress) == (torch.float64, True)
 
 
 def test_batch_equals_calculator_per_structure(demo: EquiformerV2Model, demo_calc: EquiformerV2Calculator) -> None:
@@ -101,8 +108,7 @@ def test_batch_equals_calculator_per_structure(demo: EquiformerV2Model, demo_cal
         assert torch.equal(again[key], out[key])
 
 
-def test_stress_checkpoint_and_no_stress_checkpoint() -> None:
-    omat = EquiformerV2Model(DATA / "ckpt_omat_stress.pt", device=CPU)
+def test_stress_checkpoint_and_no_stress_checkpoint(omat: EquiformerV2Model) -> None:
     calc = EquiformerV2Calculator(omat.potential, device="cpu")
     structures = [sheared_bulk(), hexagonal_slab("O", 1.5, "hcp")]
     out = omat(ts.io.atoms_to_state(structures, CPU, torch.float32))
@@ -148,7 +154,7 @@ def test_fire_relaxation_final_energies_match_calculator(demo_calc: EquiformerV2
     """TorchSim's batched FIRE with a Verlet-skin graph cache: the final state's energies are the calculator's."""
     model = EquiformerV2Model(demo_calc.potential, device=CPU, skin=1.0)
     structures = [hexagonal_slab("O", 1.6, "fcc"), hexagonal_slab("CO", 2.0, "ontop")]
-    final = ts.optimize(structures, model, optimizer=fire_optimizer(), max_steps=15,
+    final = ts.optimize(structures, model, optimizer=fire_optimizer(), max_steps=10,
                         convergence_fn=ts.generate_force_convergence_fn(0.05, include_cell_forces=False))
     relaxed = ts.io.state_to_atoms(final)
     assert model.graphs.builds < model.graphs.calls  # the cached edges were reused between steps
@@ -183,3 +189,11 @@ def test_clear_import_error_without_torchsim(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delitem(sys.modules, "eqv2_calc.torchsim")
     with pytest.raises(ImportError, match=r"eqv2-calc\[torchsim\]"):
         importlib.import_module("eqv2_calc.torchsim")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_torchsim_relax_example_small(capsys: pytest.CaptureFixture) -> None:
+    run_example("torchsim_relax.py", "--small", "--device", "cpu")
+    out = capsys.readouterr().out
+    assert "relaxed 2 systems with TorchSim" in out
+    assert "CO@Cu(111)-ontop" in out and "CO@Pd(111)-ontop" in out
