@@ -3,7 +3,7 @@
     python examples/bulk_properties.py [--element Cu] [--materials-model NAME | none] [--max-strain 0.04]
         [--small] [-o DIR]
 
-matcalc 0.7 (`pip install matcalc phonopy`) drives an ordinary ASE calculator through a cell relaxation,
+matcalc 0.7 (`pip install "eqv2-calc[properties]"`: matcalc and phonopy) drives an ordinary ASE calculator through a cell relaxation,
 a Birch-Murnaghan equation of state, a strain-stress fit of the elastic tensor and finite-displacement
 phonons (phonopy). Three calculators run the same recipe on an fcc metal:
 
