@@ -6,12 +6,13 @@ import importlib
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import add_adsorbate, bulk, fcc111
+from ase.build import add_adsorbate, bulk, fcc111, molecule
 from ase.stress import voigt_6_to_full_3x3_stress
 
 ts = pytest.importorskip("torch_sim", reason="TorchSim is an optional extra: pip install 'eqv2-calc[torchsim]'")
@@ -77,12 +78,44 @@ def test_torchsim_validator_float32(omat: EquiformerV2Model) -> None:
     assert (omat.dtype, omat.device, omat.compute_stress) == (torch.float32, CPU, True)
 
 
-def test_torchsim_validator_float64_demo() -> None:
+@pytest.fixture(scope="module")
+def demo64() -> EquiformerV2Model:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = EquiformerV2Model(device=CPU, dtype=torch.float64)
-    validate_model_outputs(model, CPU, torch.float64)
-    assert (model.dtype, model.compute_stress) == (torch.float64, True)
+        return EquiformerV2Model(device=CPU, dtype=torch.float64)
+
+
+def test_torchsim_validator_float64_demo(demo64: EquiformerV2Model) -> None:
+    validate_model_outputs(demo64, CPU, torch.float64)
+    assert (demo64.dtype, demo64.compute_stress) == (torch.float64, True)
+
+
+def test_current_torchsim_state_conventions(demo64: EquiformerV2Model) -> None:
+    """What the current TorchSim (0.6) validator adds: pbc as a (3,) tensor, a 1-atom system, an atom moved by
+    lattice vectors, a molecule; batched vs single within its 1e-4."""
+    def state(structures: list[Atoms]) -> SimpleNamespace:
+        s = ts.io.atoms_to_state(structures, CPU, torch.float64)
+        pbc = torch.tensor([bool(np.all(structures[0].pbc))] * 3)
+        return SimpleNamespace(positions=s.positions, cell=s.cell, pbc=pbc, atomic_numbers=s.atomic_numbers,
+                               system_idx=s.system_idx)
+
+    si, mg, fe = bulk("Si", "diamond", a=5.43, cubic=True), bulk("Mg", "hcp", a=3.21, c=5.21), bulk("Fe", "bcc", a=2.87)
+    batch = demo64(state([si, mg, fe]))
+    start = 0
+    for b, atoms in enumerate((si, mg, fe)):
+        single = demo64(state([atoms]))
+        assert single["energy"].shape == (1,) and single["stress"].shape == (1, 3, 3)
+        assert torch.allclose(single["energy"], batch["energy"][b : b + 1], atol=1e-4)
+        assert torch.allclose(single["forces"], batch["forces"][start : start + len(atoms)], atol=1e-4)
+        start += len(atoms)
+    shifted = state([si])
+    shifted.positions = shifted.positions.clone()
+    shifted.positions[0] += 3 * shifted.cell[0, :, 0]  # a lattice vector is a column of the cell
+    moved = demo64(shifted)
+    assert torch.allclose(moved["forces"], batch["forces"][: len(si)], atol=1e-4)
+    assert torch.allclose(moved["stress"][0], batch["stress"][0], atol=1e-4)
+    benzene = demo64(state([molecule("C6H6")]))
+    assert benzene["forces"].shape == (12, 3) and torch.all(benzene["stress"] == 0)
 
 
 def test_batch_equals_calculator_per_structure(demo: EquiformerV2Model, demo_calc: EquiformerV2Calculator) -> None:
