@@ -8,7 +8,7 @@ bridge sites. TorchSim 0.3 keeps one pbc flag per batch, so the slabs are period
 has no FixAtoms, so every atom relaxes. On a GPU the autobatcher sizes the batches from measured memory; on a
 CPU (where TorchSim's estimate is unavailable) `in_flight_autobatcher` keeps `--batch` systems in flight and
 swaps converged ones out for waiting ones. MODEL defaults to the embedded demo model (EMT-trained: a demo, not
-DFT). `--small`: 2 systems, 1 in flight, 10 steps (the test's size).
+DFT). `--small`: 2 systems, 1 in flight, 5 steps (the test's size).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/Angstrom")
     parser.add_argument("--steps", type=int, default=300, help="most FIRE steps per system")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--small", action="store_true", help="2 systems, 1 in flight, 10 steps")
+    parser.add_argument("--small", action="store_true", help="2 systems, 1 in flight, 5 steps")
     args = parser.parse_args(argv)
     if args.small:
-        args.n, args.batch, args.steps = 2, 1, 10
+        args.n, args.batch, args.steps = 2, 1, 5
 
     import torch_sim as ts
 
