@@ -80,7 +80,7 @@ class EquiformerV2Model(ModelInterface):
     Example:
         >>> import torch_sim as ts  # doctest: +SKIP
         >>> model = EquiformerV2Model(device="cpu")
-        >>> relaxed = ts.optimize(atoms_list, model, optimizer=ts.optimizers.fire,
+        >>> relaxed = ts.optimize(atoms_list, model, optimizer=fire_optimizer(),
         ...     convergence_fn=ts.generate_force_convergence_fn(0.05, include_cell_forces=False))
     """
 
@@ -96,7 +96,7 @@ class EquiformerV2Model(ModelInterface):
         precision: str = "float32",
     ) -> None:
         super().__init__()
-        self.potential, self.model_entry = resolve_model(model, device, dtype)
+        self.potential, _ = resolve_model(model, device, dtype)
         self.potential.precision = precision
         config = self.potential.config
         if compute_stress is None:
