@@ -2,6 +2,7 @@
 
 `eqv2_calc.load_model(name_or_path, device="cpu", dtype=torch.float32)` returns a ready-to-run
 `Potential` from a registered model name (see `eqv2 checkpoints list`), `hf://` address, URL or file.
+`EquiformerV2Calculator` is the ASE calculator (`from eqv2_calc import EquiformerV2Calculator`).
 Workflows: `predict` (batched energies/forces/stresses), `relax` (any ASE optimizer), `relax_many`
 (batched FIRE), `run_md` (ASE integrators with Verlet-skin graph reuse). They are imported lazily so
 that `import eqv2_calc` stays free of torch.
@@ -15,10 +16,11 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.2.0"  # the one place the version is set (pyproject.toml reads it); see CHANGELOG.md
-__all__ = ["evaluate", "load_model", "predict", "relax", "relax_many", "run_md"]
+__all__ = ["EquiformerV2Calculator", "evaluate", "load_model", "predict", "relax", "relax_many", "run_md"]
 
 # public name -> submodule that defines it
-_LAZY = {"evaluate": "evaluation", "load_model": "hub", "predict": "predict", "relax": "relax", "relax_many": "relax", "run_md": "md"}
+_LAZY = {"EquiformerV2Calculator": "calculator", "evaluate": "evaluation", "load_model": "hub", "predict": "predict",
+         "relax": "relax", "relax_many": "relax", "run_md": "md"}
 
 
 class _Package(types.ModuleType):

@@ -1,8 +1,9 @@
 """Batched evaluation: many structures as one graph per batch; the calculator's single code path.
 
 `predict(structures, model=..., batch_size=...)` returns one `Prediction` per structure (energy eV,
-forces eV/Angstrom, stress eV/Angstrom^3). `evaluate(potential, structures, graphs)` is the shared core,
-used by `predict`, by `EquiformerV2Calculator` (one structure) and by `relax_many`.
+forces eV/Angstrom, stress eV/Angstrom^3). `run_potential(potential, structures, graphs)` is the shared core:
+`evaluate` (used by `predict`, by `EquiformerV2Calculator` (one structure) and by `relax_many`) turns its
+tensors into `Prediction`s; `eqv2_calc.torchsim.EquiformerV2Model` hands them to TorchSim as they are.
 """
 
 from __future__ import annotations
@@ -123,33 +124,63 @@ class GraphBuilder:
         return reuse_graph(self._reference, structures, *args, max_displacement=math.inf)
 
 
+def stress_defined(potential: Potential, pbc: Sequence[bool] | np.ndarray) -> bool:
+    """Whether a structure periodic along `pbc` (3,) gets a stress from `potential`.
+
+    A strain derivative (conservative models) needs a cell periodic along all three axes; direct stress
+    heads answer anyway, as in fairchem.
+    """
+    return potential.config.predicts_stress and (potential.config.direct_forces or bool(np.all(pbc)))
+
+
+def run_potential(
+    potential: Potential, structures: Sequence[Atoms], graphs: GraphBuilder | None = None
+) -> tuple[AtomicGraph, dict[str, torch.Tensor]]:
+    """One model call on the graph of all `structures` (one graph, built on the model's device).
+
+    The shared core of `evaluate` (predict, the calculator, `relax_many`) and of
+    `eqv2_calc.torchsim.EquiformerV2Model`. Runs under `torch.no_grad()` (conservative models switch
+    gradients back on for dE/dx themselves).
+
+    Returns:
+        The graph and the detached outputs on the model's device in its dtype: `energy` (B,) eV, `forces`
+        (N, 3) eV/Angstrom and, when the model predicts it, `stress` (B, 3, 3) eV/Angstrom^3 (ASE sign).
+
+    Raises:
+        InvalidStructureError: a structure the graph or the model cannot take (see `build_graph`).
+        FloatingPointError: the model returned a non-finite energy (the structure is named).
+    """
+    graph = (graphs or GraphBuilder(potential))(structures)
+    with torch.no_grad():
+        out = {name: value.detach() for name, value in potential(graph).items()}
+    finite = torch.isfinite(out["energy"])
+    if not bool(finite.all()):
+        b = int(torch.nonzero(~finite)[0, 0])
+        raise FloatingPointError(
+            f"the model returned a non-finite energy for structure {b} ({structures[b].get_chemical_formula()}); "
+            "check the structure and checkpoint"
+        )
+    return graph, out
+
+
 def evaluate(
     potential: Potential, structures: Sequence[Atoms], graphs: GraphBuilder | None = None
 ) -> list[Prediction]:
-    """One model call on the graph of all `structures`; a `Prediction` per structure.
+    """One model call on the graph of all `structures` (`run_potential`); a `Prediction` per structure.
 
     Raises:
         InvalidStructureError: a structure the graph or the model cannot take (see `build_graph`).
         FloatingPointError: the model returned a non-finite energy.
     """
-    graph = (graphs or GraphBuilder(potential))(structures)
-    with torch.no_grad():  # conservative models switch gradients back on for dE/dx themselves
-        out = potential(graph)
-    energies = out["energy"].detach().cpu().double().numpy()
-    forces = np.split(out["forces"].detach().cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
-    stress = out["stress"].detach().cpu().double().numpy() if "stress" in out else None
-    results = []
-    for b, atoms in enumerate(structures):
-        if not np.isfinite(energies[b]):
-            raise FloatingPointError(
-                f"the model returned a non-finite energy for structure {b} ({atoms.get_chemical_formula()}); "
-                "check the structure and checkpoint"
-            )
-        # a strain derivative needs a periodic cell; direct stress heads answer anyway, as in fairchem
-        has_stress = stress is not None and (potential.config.direct_forces or bool(np.all(atoms.pbc)))
-        results.append(Prediction(float(energies[b]), forces[b],
-                                  full_3x3_to_voigt_6_stress(stress[b]) if has_stress else None))
-    return results
+    _, out = run_potential(potential, structures, graphs)
+    energies = out["energy"].cpu().double().numpy()
+    forces = np.split(out["forces"].cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
+    stress = out["stress"].cpu().double().numpy() if "stress" in out else None
+    return [
+        Prediction(float(energies[b]), forces[b],
+                   full_3x3_to_voigt_6_stress(stress[b]) if stress_defined(potential, atoms.pbc) else None)
+        for b, atoms in enumerate(structures)
+    ]
 
 
 def predict(
