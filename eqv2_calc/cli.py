@@ -186,6 +186,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_adsorb(args: argparse.Namespace) -> int:
     from .adsorbml import SlabSettings, run_adsorbml, summary_lines, write_results
 
+    if args.list_adsorbates:
+        from .adsorbml.adsorbates import library_table
+
+        print("\n".join(library_table()))
+        return 0
     if args.systems:
         return _adsorb_systems(args)
     if not (args.bulk and args.adsorbate):
@@ -409,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--systems", metavar="CSV", help="many systems: a CSV with columns bulk, miller, adsorbate "
                         "(optional binding_atoms), one screen per row, best placement per row in DIR/results.csv "
                         "(DIR: --results, else -o); see README 'Scale out'")
+    adsorb.add_argument("--list-adsorbates", action="store_true",
+                        help="list the built-in adsorbates (all OC20 ones) with their binding atoms, and exit")
     adsorb.add_argument("--binding-atoms", type=int, nargs="+", metavar="I",
                         help="0-based indices of the binding atom(s) of a molecule file")
     adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")

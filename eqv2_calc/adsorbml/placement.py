@@ -59,14 +59,14 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
 
 
-def _random_orientation(relative: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _random_orientation(relative: np.ndarray, rng: np.random.Generator, checked: np.ndarray) -> np.ndarray:
     """A spun and tilted copy of `relative` ((n, 3) positions about the binding atom, which stays at 0).
 
     The spin is uniform about z; the tilt moves the pole to a uniform point of the cone z >= cos(WOBBLE_RAD).
-    Draws that lower another atom below the binding atom (beyond what the untilted molecule does) are
-    redrawn, up to `MAX_ORIENTATION_DRAWS` times.
+    Draws that lower a `checked` atom ((n,) bool: the non-binding atoms) below the binding atom (beyond
+    what the untilted molecule does) are redrawn, up to `MAX_ORIENTATION_DRAWS` times.
     """
-    floor = min(0.0, float(relative[:, 2].min()))
+    floor = min(0.0, float(relative[checked, 2].min())) if checked.any() else 0.0
     best, best_low = relative, -np.inf
     for _ in range(MAX_ORIENTATION_DRAWS):
         spun = relative @ _rotation(np.array([0.0, 0.0, 1.0]), rng.uniform(0.0, 2 * math.pi)).T
@@ -74,7 +74,7 @@ def _random_orientation(relative: np.ndarray, rng: np.random.Generator) -> np.nd
         azimuth = rng.uniform(0.0, 2 * math.pi)
         axis = np.array([-math.sin(azimuth), math.cos(azimuth), 0.0])
         turned = spun @ _rotation(axis, math.acos(cos_tilt)).T
-        low = float(turned[:, 2].min())
+        low = float(turned[checked, 2].min()) if checked.any() else 0.0
         if low >= floor - 1e-9:
             return turned
         if low > best_low:
@@ -122,7 +122,9 @@ def place(slab: Atoms, adsorbate: Adsorbate, site: Site, rng: np.random.Generato
     anchor = np.array(site.position, dtype=float)
     if jitter > 0:
         anchor[:2] += rng.normal(0.0, jitter, size=2)
-    molecule = anchor + _random_orientation(relative, rng)
+    checked = np.ones(len(relative), dtype=bool)
+    checked[list(adsorbate.binding_indices)] = False
+    molecule = anchor + _random_orientation(relative, rng, checked)
     molecule[:, 2] += _lift(slab, molecule, adsorbate.atoms.numbers, gap)
     ads = Atoms(adsorbate.atoms.numbers, positions=molecule, tags=[ADSORBATE_TAG] * len(adsorbate.atoms))
     combined = slab.copy()  # keeps the slab's FixAtoms (its indices stay valid: the adsorbate comes last)
