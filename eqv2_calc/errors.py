@@ -73,3 +73,7 @@ class WorkerError(EquiformerV2Error, RuntimeError):
 
 class ResultsDirError(EquiformerV2Error, ValueError):
     """A results directory holds another job's results (or files that are not results)."""
+
+
+class DFTHandoffError(EquiformerV2Error, ValueError):
+    """A VASP hand-off directory would overwrite DFT results, or holds no (or a broken) eqv2 manifest."""
