@@ -62,3 +62,29 @@ def test_list_adsorbates_command(capsys) -> None:
     assert main(["adsorb", "--list-adsorbates"]) == 0
     out = capsys.readouterr().out
     assert all(f"\n{name} " in out for name in library_names()) and "87 adsorbates" in out
+
+
+def test_flipped_slab_puts_the_bottom_termination_on_top() -> None:
+    from eqv2_calc.adsorbml.slabs import _flipped
+
+    slab = fcc111("Cu", size=(2, 2, 3), a=3.6, vacuum=6.0)
+    bottom = slab.positions[:, 2] < slab.positions[:, 2].min() + 0.1
+    slab.symbols[bottom] = "Au"  # a slab whose bottom differs from its top
+    flipped = _flipped(slab)
+    z = flipped.positions[:, 2]
+    assert set(flipped[z > z.max() - 0.1].get_chemical_symbols()) == {"Au"}
+    assert np.linalg.det(flipped.cell.array) > 0 and np.allclose(flipped.cell[:2, 2], 0.0)
+    assert np.allclose(np.sort(flipped.get_all_distances(mic=True).ravel()),
+                       np.sort(slab.get_all_distances(mic=True).ravel()), atol=1e-6)
+
+
+def test_voronoi_rule_tags_exposed_second_layer_atoms() -> None:
+    from ase.build import bulk, fcc110
+
+    slab = fcc110("Cu", size=(1, 1, 4), a=3.6, vacuum=6.0)
+    slab.pbc = True
+    by_height = tag_surface(slab.copy(), depth=0.5).get_tags()
+    with_bulk = tag_surface(slab.copy(), depth=0.5, bulk=bulk("Cu", "fcc", a=3.6)).get_tags()
+    z = slab.positions[:, 2]
+    second = np.abs(z - (z.max() - 1.27)) < 0.1  # the exposed second row of fcc(110)
+    assert not by_height[second].any() and with_bulk[second].all() and with_bulk.sum() == by_height.sum() + 1

@@ -140,9 +140,11 @@ def write_vasp_inputs(systems: Sequence[SystemScreen], directory: str | os.PathL
     if top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1")
     root = Path(directory)
-    jobs = []
+    jobs, bases = [], []
     for system in systems:
         base = _slug(system.label)
+        base = base if base not in bases else f"{base}_{len(bases)}"  # two terminations of one facet
+        bases.append(base)
         jobs.append((base, "slab", system.slab_result.atoms, system.slab, None, None))
         for rank, c in enumerate(system.top(top_k), start=1):
             jobs.append((base, f"rank{rank}", c.atoms, c.placement.atoms, c, rank))
@@ -160,7 +162,7 @@ def write_vasp_inputs(systems: Sequence[SystemScreen], directory: str | os.PathL
                       "ml_energy_eV": candidate.energy if candidate else None,
                       "ml_adsorption_energy_eV": candidate.adsorption_energy if candidate else None,
                       "site": candidate.placement.site.kind if candidate else None})
-    labels = {_slug(s.label): s.label for s in systems}
+    labels = dict(zip(bases, (s.label for s in systems)))
     manifest = {"strategy": strategy, "top_k": top_k, "incar": OC20_INCAR, "potcar_family": POTCAR_FAMILY,
                 "systems": labels, "calculations": calcs}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
