@@ -27,12 +27,11 @@ EMT stands in for both the model and DFT so that 20+ systems run in minutes on a
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from itertools import product
 from pathlib import Path
 
-from adsorbml_emt import KS, METALS, MILLERS, SLAB, SUCCESS_EV, emt_relax
+from adsorbml_emt import KS, METALS, MILLERS, SLAB, SUCCESS_EV, emt_relax, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 # adsorbml_emt.py's atoms and small molecules plus polyatomic OC20 ones (EMT knows H, C, N, O)
@@ -172,10 +171,7 @@ def main() -> None:
               f"{s['lower_own_min']:>11} {s['placements']:>6} {s['rejected']:>8} "
               f"{100 * s['emt_calls_saved_k1']:>8.0f}% {100 * s['emt_calls_saved_k5']:>8.0f}%")
     print(f"{len(rows)} systems x {args.placements} placements per generator; {seconds:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "systems": rows}, indent=2))
-    print(f"wrote {out}")
+    write_json(args.out, summary, rows)
 
 
 def _lower(a: float | None, b: float | None) -> bool:

@@ -34,8 +34,9 @@ from ase import Atoms
 
 from ..errors import DFTHandoffError
 from .anomalies import detect_anomalies
-from .slabs import ADSORBATE_TAG, SUBSURFACE_TAG
+from .report import _slug
 from .screen import SystemScreen
+from .slabs import ADSORBATE_TAG, SUBSURFACE_TAG
 
 # OC20's INCAR tags for slabs and adsorbate+slab systems: fairchem-data-oc 1.0.2, fairchem/data/oc/utils/
 # vasp_flags.py, VASP_FLAGS (ibrion, nsw, isif, ispin, isym, lreal, ediffg, symprec, encut, laechg, lwave,
@@ -109,12 +110,6 @@ def _write_calculation(directory: Path, atoms: Atoms, placement: Atoms, single_p
     write(directory / START, atoms, format="extxyz")
     write(directory / PLACEMENT, placement, format="extxyz")
     return order.tolist()
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
 def write_vasp_inputs(systems: Sequence[SystemScreen], directory: str | os.PathLike, top_k: int = 5,
