@@ -1,4 +1,5 @@
-"""The OC20 adsorbate library (converted from fairchem-data-oc's database): names, binding atoms, bidentates."""
+"""OC20 fidelity: the adsorbate library (from fairchem-data-oc's database), bidentates, flipped slabs, the Voronoi
+surface rule, spread random sites."""
 
 from __future__ import annotations
 
@@ -88,3 +89,24 @@ def test_voronoi_rule_tags_exposed_second_layer_atoms() -> None:
     z = slab.positions[:, 2]
     second = np.abs(z - (z.max() - 1.27)) < 0.1  # the exposed second row of fcc(110)
     assert not by_height[second].any() and with_bulk[second].all() and with_bulk.sum() == by_height.sum() + 1
+
+
+def test_random_sites_are_spread_over_the_cell() -> None:
+    from eqv2_calc.adsorbml import random_sites
+    from eqv2_calc.adsorbml.placement import spread_sites
+
+    slab = fcc111("Cu", size=(4, 4, 3), a=3.59, vacuum=8.0)
+    slab.pbc = True
+    slab = tag_surface(slab)
+    pool = random_sites(slab, 80, np.random.default_rng(0))
+
+    def closest(sites) -> float:
+        frac = np.array([np.linalg.solve(slab.cell.array.T, s.position)[:2] for s in sites])
+        delta = frac[:, None] - frac[None]
+        delta -= np.round(delta)
+        d = np.linalg.norm(delta @ slab.cell.array[:2, :2], axis=-1)
+        return d[~np.eye(len(sites), dtype=bool)].min()
+
+    spread = spread_sites(slab, pool, 20, np.random.default_rng(0))
+    assert len({id(s) for s in spread}) == 20 and all(any(s is p for p in pool) for s in spread)
+    assert closest(spread) > 1.5 * closest(pool[:20])
