@@ -61,6 +61,7 @@ _MAKE_POTCARS = """#!/bin/sh
 # Build each POTCAR from its POTCAR.spec (VASP PBE PAW potentials, plain element names, as OC20 used).
 # POTCARs are licensed by VASP Software GmbH and cannot be shipped; point VASP_PP_PATH at your copy.
 set -e
+cd "$(dirname "$0")"
 : "${VASP_PP_PATH:?set VASP_PP_PATH to the folder that holds %s/}"
 for spec in */*/POTCAR.spec; do
   dir=$(dirname "$spec")
