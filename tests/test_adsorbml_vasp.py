@@ -73,7 +73,8 @@ def test_vasp_round_trip(screened: SystemScreen, tmp_path: Path, strategy: str, 
     poscar = read(base / "rank1" / "POSCAR")
     assert np.allclose(poscar.positions, screened.top(1)[0].atoms.positions) and poscar.constraints
 
-    energies = {name: _fake_vasp(base / name, strategy == "sp" and name != "slab") for name in ("slab", "rank1", "rank2")}
+    energies = {name: _fake_vasp(base / name, strategy == "sp" and name != "slab")
+                for name in ("slab", "rank1", "rank2")}
     _fake_vasp(base / "rank3", strategy == "sp", finished=False)
     report = collect_vasp(tmp_path)
     status = {r.dir.split("/")[1]: r for r in report.results}

@@ -67,7 +67,8 @@ def _random_orientation(relative: np.ndarray, rng: np.random.Generator, checked:
                         spin: float | None = None) -> np.ndarray:
     """A spun and tilted copy of `relative` ((n, 3) positions about the binding atom, which stays at 0).
 
-    The spin (radians) is `spin` for the first draw, else uniform about z; the tilt moves the pole to a uniform point of the cone z >= cos(WOBBLE_RAD).
+    The spin (radians) is `spin` for the first draw, else uniform about z; the tilt moves the pole to a
+    uniform point of the cone z >= cos(WOBBLE_RAD).
     Draws that lower a `checked` atom ((n,) bool: the non-binding atoms) below the binding atom (beyond
     what the untilted molecule does) are redrawn, up to `MAX_ORIENTATION_DRAWS` times.
     """

@@ -2,7 +2,8 @@
 
 A slab is an `ase.Atoms` with the surface in the a-b plane (a along x, b in the x-y plane, the surface
 normal along +z), vacuum above and below, pbc True along all axes, tags 0 (subsurface, fixed by FixAtoms)
-and 1 (surface, free), and `info["miller"]`, `info["shift"]`, `info["top"]` (False: the flipped bottom) describing the cut.
+and 1 (surface, free), and `info["miller"]`, `info["shift"]`, `info["top"]` (False: the flipped bottom)
+describing the cut.
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ def _write_calculation(directory: Path, atoms: Atoms, placement: Atoms, single_p
     (directory / "INCAR").write_text("".join(f"{k} = {_incar_value(v)}\n" for k, v in incar.items()))
     write(directory / "POSCAR", poscar, format="vasp", direct=True, sort=False)
     k = surface_kpoints(poscar)
-    (directory / "KPOINTS").write_text(f"OC20 surface mesh (40 A / cell length)\n0\nMonkhorst-Pack\n{k[0]} {k[1]} {k[2]}\n"
-                                       "0 0 0\n")
+    (directory / "KPOINTS").write_text(
+        f"OC20 surface mesh (40 A / cell length)\n0\nMonkhorst-Pack\n{k[0]} {k[1]} {k[2]}\n0 0 0\n")
     species = list(dict.fromkeys(poscar.get_chemical_symbols()))
     (directory / "POTCAR.spec").write_text("\n".join(species) + "\n")
     write(directory / START, atoms, format="extxyz")
@@ -144,7 +144,8 @@ def write_vasp_inputs(systems: Sequence[SystemScreen], directory: str | os.PathL
         jobs.append((base, "slab", system.slab_result.atoms, system.slab, None, None))
         for rank, c in enumerate(system.top(top_k), start=1):
             jobs.append((base, f"rank{rank}", c.atoms, c.placement.atoms, c, rank))
-    finished = [f"{base}/{name}/{f}" for base, name, *_ in jobs for f in RESULT_FILES if (root / base / name / f).exists()]
+    finished = [f"{base}/{name}/{f}" for base, name, *_ in jobs for f in RESULT_FILES
+                if (root / base / name / f).exists()]
     if finished:
         raise DFTHandoffError(f"{root} already holds DFT results ({', '.join(finished[:3])}"
                               f"{', ...' if len(finished) > 3 else ''}); refusing to overwrite: use another directory "
@@ -237,7 +238,8 @@ class HandoffReport:
         for system, label in self.manifest["systems"].items():
             calcs = [c for c in self.manifest["calculations"] if c["system"] == system]
             slab = next(by_dir[c["dir"]] for c in calcs if c["kind"] == "slab")
-            out.append(f"{label}: clean slab {slab.status}" + (f", {slab.energy:.4f} eV" if slab.energy is not None else ""))
+            slab_energy = f", {slab.energy:.4f} eV" if slab.energy is not None else ""
+            out.append(f"{label}: clean slab {slab.status}{slab_energy}")
             out.append(f"  {'ML rank':>7} {'site':<7} {'ML E (eV)':>11} {'DFT E (eV)':>12} {'DFT E_ads':>9}  status")
             dft = []
             for c in (c for c in calcs if c["kind"] == "candidate"):
