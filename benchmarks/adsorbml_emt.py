@@ -61,6 +61,14 @@ def best_valid(results, initials, clean_slab) -> float | None:
     return min(energies) if energies else None
 
 
+def write_json(path: str, summary: dict, rows: list[dict]) -> None:
+    """The benchmark's summary and per-system rows as JSON at `path` (folders created)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "systems": rows}, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the embedded demo model")
@@ -146,10 +154,7 @@ def main() -> None:
               f"{total_calls / max(calls, 1):.1f}x fewer); relaxations {summary[f'relaxations_top{k}']} vs "
               f"{total_relax}")
     print(f"model screen {ml_seconds:.0f} s, EMT {emt_seconds:.0f} s, total {summary['total_seconds']:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "systems": rows}, indent=2))
-    print(f"wrote {out}")
+    write_json(args.out, summary, rows)
 
 
 if __name__ == "__main__":

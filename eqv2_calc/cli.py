@@ -190,6 +190,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_adsorb(args: argparse.Namespace) -> int:
     from .adsorbml import SlabSettings, run_adsorbml, summary_lines, write_results
 
+    if args.list_adsorbates:
+        from .adsorbml.adsorbates import library_table
+
+        print("\n".join(library_table()))
+        return 0
+    if args.collect:
+        from .adsorbml.vasp import collect_vasp
+
+        report = collect_vasp(args.collect)
+        print("\n".join(report.lines()))
+        return 0 if any(r.status == "done" for r in report.results) else 1
+    if args.systems and args.vasp:
+        raise ValueError("--vasp writes VASP inputs of one --bulk/--adsorbate screen, not of --systems runs")
     if args.systems:
         return _adsorb_systems(args)
     if not (args.bulk and args.adsorbate):
@@ -203,6 +216,12 @@ def _cmd_adsorb(args: argparse.Namespace) -> int:
         print(line)
     paths = write_results(systems, args.output, args.top_k, plot=args.plot)
     print(f"wrote {paths['csv']}, {paths['json']} and the top-{args.top_k} structures in {paths['top']}")
+    if args.vasp:
+        from .adsorbml.vasp import write_vasp_inputs
+
+        manifest = write_vasp_inputs(systems, args.vasp, args.top_k, args.vasp_strategy)
+        print(f"VASP inputs (ML+{args.vasp_strategy.upper()}, OC20 settings) in {args.vasp}: build the POTCARs with "
+              f"{manifest.parent / 'make_potcars.sh'}, run VASP, then `eqv2 adsorb --collect {args.vasp}`")
     if args.plot:
         print(f"plot: {paths['figure']}")
     return 0 if any(s.best is not None for s in systems) else 1
@@ -430,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--systems", metavar="CSV", help="many systems: a CSV with columns bulk, miller, adsorbate "
                         "(optional binding_atoms), one screen per row, best placement per row in DIR/results.csv "
                         "(DIR: --results, else -o); see docs/scale-out.md")
+    adsorb.add_argument("--list-adsorbates", action="store_true",
+                        help="list the built-in adsorbates (all OC20 ones) with their binding atoms, and exit")
     adsorb.add_argument("--binding-atoms", type=int, nargs="+", metavar="I",
                         help="0-based indices of the binding atom(s) of a molecule file")
     adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")
@@ -445,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--seed", type=int, default=0, help="seed of the placements (default 0)")
     adsorb.add_argument("-o", "--output", default="adsorbml", help="output directory (default adsorbml)")
     adsorb.add_argument("--plot", action="store_true", help="also save adsorbml.png (energies and top structures)")
+    adsorb.add_argument("--vasp", metavar="DIR", help="also write VASP inputs (OC20 settings) for the top-k and the "
+                        "clean slab in DIR; never overwrites results")
+    adsorb.add_argument("--vasp-strategy", choices=("sp", "rx"), default="sp",
+                        help="AdsorbML DFT step: sp = single points (ML+SP, default), rx = relaxations (ML+RX)")
+    adsorb.add_argument("--collect", metavar="DIR", help="read the finished VASP runs of a --vasp DIR and report "
+                        "AdsorbML's success table against the ML ranking, then exit")
     _add_scale_options(adsorb)
     adsorb.set_defaults(func=_cmd_adsorb)
     evaluate = sub.add_parser("evaluate", help="OC20/OMat24 metrics of a model on a labelled dataset (fairchem LMDB, "

@@ -77,3 +77,7 @@ class ResultsDirError(EquiformerV2Error, ValueError):
 
 class EnergyReferenceError(EquiformerV2Error, ValueError):
     """A model's energies and a dataset's labels have different references (adsorption vs total energies)."""
+
+
+class DFTHandoffError(EquiformerV2Error, ValueError):
+    """A VASP hand-off directory would overwrite DFT results, or holds no (or a broken) eqv2 manifest."""

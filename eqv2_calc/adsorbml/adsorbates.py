@@ -1,16 +1,21 @@
-"""Adsorbates: the OC20 library (geometry + binding atoms) and user molecules.
+"""Adsorbates: the OC20 library (all 86 of fairchem-data-oc's database, geometry + binding atoms) and user molecules.
 
 Every `Adsorbate` is stored with its first binding atom at the origin and the rest of the molecule
-pointing up (+z), so that a placement only has to spin and tilt it (`placement.py`). Names follow OC20
-(`*CO`, `*OH2`, ...); the leading `*` is optional.
+pointing up (+z), so that a placement only has to spin and tilt it (`placement.py`); a bidentate one
+(`*CH2*O`, `*CH*CH`, ...) lies with both binding atoms at z = 0 and the rest above. Names follow OC20
+(`*CO`, `*OH2`, `*OCH2CH3`, `CH2*CO`, ...); the leading `*` is optional.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -18,58 +23,21 @@ from ase import Atoms
 from ..errors import AdsorbateError
 from ..structures import to_atoms
 
-# sp3 substituent angle from +z when the central atom binds down: 180 - 109.47 degrees (tetrahedral).
-_SP3 = math.radians(180.0 - 109.47)
-# sp2 substituent angle from +z (120 degree bond angles in the plane holding +z).
-_SP2 = math.radians(60.0)
-
-
-def _up(length: float, polar: float, azimuth: float = 0.0, origin: Sequence[float] = (0.0, 0.0, 0.0)) -> tuple:
-    """`origin` + a bond of `length` (Angstrom) at `polar` radians from +z and `azimuth` radians about z."""
-    x, y, z = origin
-    return (x + length * math.sin(polar) * math.cos(azimuth), y + length * math.sin(polar) * math.sin(azimuth),
-            z + length * math.cos(polar))
-
-
-def _umbrella(length: float, origin: Sequence[float] = (0.0, 0.0, 0.0)) -> list[tuple]:
-    """Three tetrahedral bonds of `length` pointing up from `origin` (a CH3 / NH3 cap)."""
-    return [_up(length, _SP3, phi, origin) for phi in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)]
-
-
-# OC20 adsorbates: (symbols, positions in Angstrom with the binding atom first at the origin).
-# Bond lengths are textbook gas-phase values (CRC Handbook), rounded: C-H 1.09, N-H 1.01-1.04, O-H 0.97,
-# C-O 1.15 (CO) / 1.20 (C=O) / 1.35 (C-OH) / 1.43 (C-O single), N-O 1.15, N-N 1.10 / 1.20, O-O 1.45.
-_O_CH3 = (0.0, 0.0, 1.43)  # the C of methoxy
-_LIBRARY: dict[str, tuple[str, list[tuple]]] = {
-    "H": ("H", [(0.0, 0.0, 0.0)]),
-    "O": ("O", [(0.0, 0.0, 0.0)]),
-    "C": ("C", [(0.0, 0.0, 0.0)]),
-    "N": ("N", [(0.0, 0.0, 0.0)]),
-    "OH": ("OH", [(0.0, 0.0, 0.0), (0.0, 0.0, 0.97)]),
-    "OH2": ("OH2", [(0.0, 0.0, 0.0), _up(0.96, math.radians(52.25)), _up(0.96, math.radians(52.25), math.pi)]),
-    "CH": ("CH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.09)]),
-    "CH2": ("CH2", [(0.0, 0.0, 0.0), _up(1.09, math.radians(55.0)), _up(1.09, math.radians(55.0), math.pi)]),
-    "CH3": ("CH3", [(0.0, 0.0, 0.0), *_umbrella(1.09)]),
-    "NH": ("NH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.04)]),
-    "NH2": ("NH2", [(0.0, 0.0, 0.0), _up(1.02, math.radians(52.5)), _up(1.02, math.radians(52.5), math.pi)]),
-    "NH3": ("NH3", [(0.0, 0.0, 0.0), *_umbrella(1.01)]),
-    "CO": ("CO", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.15)]),
-    "COH": ("COH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.33), _up(0.97, math.radians(70.0), 0.0, (0.0, 0.0, 1.33))]),
-    "CHO": ("CHO", [(0.0, 0.0, 0.0), _up(1.11, _SP2, math.pi), _up(1.20, _SP2)]),
-    "CHOH": ("CHOH", [(0.0, 0.0, 0.0), _up(1.09, _SP2, math.pi), _up(1.35, _SP2),
-                      _up(0.97, 0.0, 0.0, _up(1.35, _SP2))]),
-    "CH2OH": ("CH2OH", [(0.0, 0.0, 0.0), *_umbrella(1.09)[1:], _up(1.43, _SP3),
-                        _up(0.97, 0.0, 0.0, _up(1.43, _SP3))]),
-    "OCH3": ("OCH3", [(0.0, 0.0, 0.0), _O_CH3, *_umbrella(1.09, _O_CH3)]),
-    "NO": ("NO", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.15)]),
-    "N2": ("N2", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.10)]),
-    "NNH": ("NNH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.20), _up(1.03, _SP2, 0.0, (0.0, 0.0, 1.20))]),
-    "OOH": ("OOH", [(0.0, 0.0, 0.0), _up(1.45, math.radians(30.0)),
-                    _up(0.97, 0.0, 0.0, _up(1.45, math.radians(30.0)))]),
+# The OC20 adsorbates (86: index, name, symbols, positions, binding atoms), converted once from
+# fairchem-data-oc's database by tools/convert_oc20_adsorbates.py (source, version and license in the file).
+OC20_FILE = Path(__file__).with_name("data") / "oc20_adsorbates.json"
+# Ours, not in OC20: *NNH (N-bound end-on; bond lengths N=N 1.20, N-H 1.03 Angstrom, 120 degree angle).
+_EXTRA: dict[str, tuple[str, list[tuple[float, float, float]]]] = {
+    "*NNH": ("NNH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.20), (0.892, 0.0, 1.715)]),
 }
+# Other spellings of OC20 names (without the leading "*").
+_ALIASES = {"O2H": "OOH", "H2O": "OH2", "HCO": "CHO"}
 # Axes tried when turning a molecule binding-atom-down (about 1 degree apart).
 _AXIS_CANDIDATES = 40_000
-_ALIASES = {"O2H": "OOH", "H2O": "OH2", "HCO": "CHO"}
+# Turns tried about the binding-atom axis of a bidentate molecule (1 degree apart).
+_BIDENTATE_TURNS = 360
+# Closest names suggested for an unknown adsorbate.
+_SUGGESTIONS = 5
 
 
 @dataclass(frozen=True)
@@ -78,10 +46,10 @@ class Adsorbate:
 
     Attributes:
         name: OC20 name (`*CO`) or the user's label.
-        atoms: the molecule, binding atom `binding_indices[0]` at the origin and the molecule above it (+z),
-            positions in Angstrom, no cell, no pbc.
-        binding_indices: indices (into `atoms`) of the atoms that may bind to the surface; a placement
-            binds through one of them (chosen at random for multidentate molecules, as in OC20).
+        atoms: the molecule, binding atom `binding_indices[0]` at the origin and the molecule above it (+z;
+            with two or more binding atoms, the first two both at z = 0), positions in Angstrom, no cell, no pbc.
+        binding_indices: indices (into `atoms`) of the atoms that bind to the surface; a placement puts
+            one of them (chosen at random, as OC20 does) on the site.
     """
 
     name: str
@@ -93,9 +61,30 @@ class Adsorbate:
         return self.atoms.get_chemical_symbols()
 
 
+@lru_cache(maxsize=1)
+def _library() -> dict[str, tuple[list[str], list, tuple[int, ...]]]:
+    """Name -> (symbols, positions in Angstrom, binding indices): OC20's in database order, then ours."""
+    data = json.loads(OC20_FILE.read_text())
+    library = {e["name"]: (e["symbols"], e["positions"], tuple(e["binding_indices"])) for e in data["adsorbates"]}
+    for name, (formula, positions) in _EXTRA.items():
+        library[name] = (Atoms(formula).get_chemical_symbols(), positions, (0,))
+    return library
+
+
 def library_names() -> list[str]:
-    """Names of the built-in OC20 adsorbates, with their `*` (e.g. `*CO`)."""
-    return [f"*{name}" for name in _LIBRARY]
+    """Names of the built-in adsorbates (OC20's 86 in database order, e.g. `*CO`, `CH2*CO`, then `*NNH`)."""
+    return list(_library())
+
+
+def library_table() -> list[str]:
+    """One line per built-in adsorbate: name, formula, binding atoms (symbol and index)."""
+    lines = [f"{'name':<14} {'formula':<9} binding atoms"]
+    for name, (symbols, _, binding) in _library().items():
+        formula = Atoms(symbols).get_chemical_formula()
+        lines.append(f"{name:<14} {formula:<9} {', '.join(f'{symbols[i]}{i}' for i in binding)}")
+    lines.append(f"{len(_library())} adsorbates: OC20's (fairchem-data-oc database) and *NNH; or a molecule file "
+                 "with --binding-atoms")
+    return lines
 
 
 def _fibonacci_sphere(n: int) -> np.ndarray:
@@ -105,20 +94,42 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
     return np.stack([np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)], axis=1)
 
 
-def _oriented(atoms: Atoms, binding: int) -> Atoms:
-    """`atoms` moved so atom `binding` sits at the origin and points down.
+def _up_axis(others: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The unit vector among `axes` (K, 3) maximising the smallest cosine to `others` (n, 3), from the origin."""
+    lengths = np.linalg.norm(others, axis=1)
+    if not len(others) or lengths.min() < 1e-6:
+        return axes[0]
+    if len(others) == 1:  # a diatomic: exactly along its bond
+        return others[0] / lengths[0]
+    return axes[np.argmax(((others / lengths[:, None]) @ axes.T).min(axis=0))]
 
-    "Down" is the direction that keeps every other atom as far above the binding atom as possible: +z is
-    the axis maximising the smallest cosine between it and the bonds from the binding atom to the others.
+
+def _frame(up: np.ndarray, along: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation taking unit `up` to +z and unit `along` (perpendicular to `up`) to +x."""
+    return np.stack([along, np.cross(up, along), up])
+
+
+def _oriented(atoms: Atoms, binding: Sequence[int]) -> Atoms:
+    """`atoms` moved so atom `binding[0]` sits at the origin and the molecule points up.
+
+    One binding atom: +z is the axis maximising the smallest cosine between it and the bonds from the
+    binding atom to the others. Two or more: the first two lie along x at z = 0 and +z is the direction
+    perpendicular to them that keeps the other atoms highest (both binding atoms face the surface).
     """
     out = atoms.copy()
-    out.positions -= out.positions[binding]
-    others = np.delete(out.positions, binding, axis=0)
-    lengths = np.linalg.norm(others, axis=1)
-    if len(others) and lengths.min() > 1e-6:
-        axes = _fibonacci_sphere(_AXIS_CANDIDATES)
-        best = axes[np.argmax(((others / lengths[:, None]) @ axes.T).min(axis=0))]
-        out.rotate(best, (0.0, 0.0, 1.0), center=(0.0, 0.0, 0.0))
+    out.positions -= out.positions[binding[0]]
+    if len(binding) == 1:
+        others = np.delete(out.positions, binding[0], axis=0)
+        out.rotate(_up_axis(others, _fibonacci_sphere(_AXIS_CANDIDATES)), (0.0, 0.0, 1.0), center=(0.0, 0.0, 0.0))
+    else:
+        along = out.positions[binding[1]] / np.linalg.norm(out.positions[binding[1]])
+        side = np.cross(along, (0.0, 0.0, 1.0) if abs(along[2]) < 0.9 else (1.0, 0.0, 0.0))
+        side /= np.linalg.norm(side)
+        turns = np.linspace(0.0, 2 * math.pi, _BIDENTATE_TURNS, endpoint=False)
+        ups = np.cos(turns)[:, None] * side + np.sin(turns)[:, None] * np.cross(along, side)
+        rest = np.delete(out.positions, list(binding[:2]), axis=0)
+        up = ups[np.argmax((rest @ ups.T).min(axis=0))] if len(rest) else ups[0]
+        out.positions = out.positions @ _frame(up, along).T
     out.set_cell(None)
     out.pbc = False
     return out
@@ -129,10 +140,11 @@ def make_adsorbate(
 ) -> Adsorbate:
     """A user molecule (`Atoms`, pymatgen `Molecule` or a structure file) with its binding atom indices.
 
-    The molecule is turned so that the first binding atom points down (the others' centroid on +z).
+    The molecule is turned so that the binding atom points down (with two or more, the first two lie
+    flat on the surface side; see `_oriented`).
 
     Raises:
-        AdsorbateError: no binding atom given, or an index outside the molecule.
+        AdsorbateError: no binding atom given, an index outside the molecule, or a repeated index.
     """
     atoms = to_atoms(molecule)
     label = name or atoms.get_chemical_formula()
@@ -145,28 +157,41 @@ def make_adsorbate(
     if bad:
         raise AdsorbateError(f"adsorbate {label!r}: binding atom index {bad[0]} is outside its {len(atoms)} atoms")
     indices = tuple(int(i) % len(atoms) for i in binding_indices)
-    return Adsorbate(label, _oriented(atoms, indices[0]), indices)
+    if len(set(indices)) != len(indices):
+        raise AdsorbateError(f"adsorbate {label!r}: binding atom indices {list(binding_indices)} repeat an atom")
+    return Adsorbate(label, _oriented(atoms, indices), indices)
+
+
+def _lookup(name: str) -> str:
+    """The library name of `name` (`"CO"` -> `"*CO"`; aliases such as `O2H`); AdsorbateError with suggestions."""
+    library = _library()
+    bare = {key.lstrip("*"): key for key in library}
+    text = name.strip()
+    key = text.lstrip("*")
+    key = _ALIASES.get(key, key)
+    if text in library:
+        return text
+    if key in bare:
+        return bare[key]
+    close = difflib.get_close_matches(key, list(bare), n=_SUGGESTIONS, cutoff=0.5)
+    hint = f"closest: {', '.join(bare[c] for c in close)}; " if close else ""
+    raise AdsorbateError(
+        f"unknown adsorbate {name!r}: {hint}`eqv2 adsorb --list-adsorbates` lists all {len(library)}, or give a "
+        "molecule file with its binding atom(s)"
+    )
 
 
 def get_adsorbate(name: str, binding_indices: Sequence[int] | None = None) -> Adsorbate:
-    """A library adsorbate by OC20 name (`"*CO"`, `"CO"`, `"*O2H"`...), binding through its first atom
-    (or through `binding_indices`, e.g. `get_adsorbate("*CO", [1])` for O-down CO).
+    """A library adsorbate by OC20 name (`"*CO"`, `"CO"`, `"*OCH2CH3"`, `"*O2H"`...), binding through its
+    database binding atom(s) (or through `binding_indices`, e.g. `get_adsorbate("*CO", [1])` for O-down CO).
 
     Raises:
-        AdsorbateError: the name is not in the library (the message lists the known names).
+        AdsorbateError: the name is not in the library (the message suggests the closest names).
     """
-    key = name.strip().lstrip("*")
-    key = _ALIASES.get(key, key)
-    if key not in _LIBRARY:
-        raise AdsorbateError(
-            f"unknown adsorbate {name!r}: use one of {', '.join(library_names())}, or a molecule file with "
-            "its binding atom(s)"
-        )
-    symbols, positions = _LIBRARY[key]
+    key = _lookup(name)
+    symbols, positions, binding = _library()[key]
     atoms = Atoms(symbols, positions=positions)
-    if binding_indices:
-        return make_adsorbate(atoms, binding_indices, f"*{key}")
-    return Adsorbate(f"*{key}", _oriented(atoms, 0), (0,))
+    return make_adsorbate(atoms, binding_indices or binding, key)
 
 
 def resolve_adsorbate(

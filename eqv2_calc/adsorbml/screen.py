@@ -89,6 +89,7 @@ class SystemScreen:
         """e.g. "Cu36 (1,1,1) *CO"."""
         miller = self.slab.info.get("miller")
         surface = f" ({','.join(map(str, miller))})" if miller else ""
+        surface += " bottom" if self.slab.info.get("top") is False else ""
         return f"{self.slab.get_chemical_formula()}{surface} {self.adsorbate.name}"
 
     def ranked(self) -> list[Candidate]:
