@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -143,6 +145,28 @@ def test_each_anomaly_rule_fires_on_its_case_only() -> None:
     hcp = next(site for site in heuristic_sites(cu111()) if site.kind == "hcp")  # a tag-0 atom right below
     intercalated.positions[-2:] = hcp.position + np.array([(0.0, 0.0, -0.5), (0.0, 0.0, 0.65)])  # C sinks in
     assert INTERCALATED in detect_anomalies(initial, intercalated)
+
+
+def test_anomaly_verdicts_match_fairchem_data_oc() -> None:
+    """Our verdicts equal fairchem-data-oc DetectTrajAnomaly's on stored cases (tools/make_anomaly_fixtures.py):
+    *OH, *CO, *NH2, *CH3, *OOH, *CHO on Pt/Cu(111), intact, stretched just inside/outside the bond cutoff
+    (radii + 0.6 A), broken, (almost) desorbed, surface changed, intercalated."""
+    import json
+
+    from ase.io import read
+
+    data = Path(__file__).parent / "data"
+    expected = json.loads((data / "anomaly_verdicts.json").read_text())
+    initial: dict[str, Atoms] = {}
+    found = {}
+    for frame in read(data / "anomaly_cases.extxyz", index=":"):
+        if frame.info["stage"] == "initial":
+            initial[frame.info["system"]] = frame
+        else:
+            name = f"{frame.info['system']} {frame.info['case']}"
+            found[name] = sorted(detect_anomalies(initial[frame.info["system"]], frame))
+    assert len(found) == len(expected) == 132
+    assert {k: v for k, v in found.items() if v != expected[k]} == {}
 
 
 def test_reference_schemes() -> None:
