@@ -121,6 +121,7 @@ def run_md(
     skin: float = DEFAULT_SKIN,
     seed: int | None = 0,
     device: str | torch.device = "auto",
+    allow_untrained_elements: bool = False,
 ) -> MDResult:
     """Run MD of one structure; the input is not modified.
 
@@ -140,11 +141,14 @@ def run_md(
         skin: Verlet skin of the graph reuse, Angstrom (0: new neighbour search every step).
         seed: seed of the initial velocities and stochastic thermostats (None: random).
         device: for a model given by name or path.
+        allow_untrained_elements: for a model given by name or path: compute elements outside its training
+            elements instead of refusing them.
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"unknown ensemble {ensemble!r}: use one of {', '.join(ENSEMBLES)}")
     atoms = to_atoms(atoms)
-    calc = model if isinstance(model, EquiformerV2Calculator) else EquiformerV2Calculator(model, device, skin=skin)
+    calc = model if isinstance(model, EquiformerV2Calculator) else EquiformerV2Calculator(
+        model, device, skin=skin, allow_untrained_elements=allow_untrained_elements)
     atoms.calc = calc
     with_stress = "stress" in calc.implemented_properties and bool(atoms.pbc.all())
     if ensemble == "npt" and not with_stress:

@@ -19,9 +19,11 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .graph import AtomicGraph, build_graph, reuse_graph
+from .errors import InvalidStructureError
 from .hub import ModelEntry, find_entry, load_model, warn_if_misfit
 from .potential import Potential
 from .structures import StructureLike, to_atoms_list
+from .validation import check_structure
 
 # The small model trained by us on EMT data and shipped inside the package (not DFT: a demo).
 DEMO_MODEL = "eqV2-demo-EMT"
@@ -69,7 +71,7 @@ class Prediction:
         energy: eV.
         forces: (N, 3) eV/Angstrom, without constraints applied.
         stress: (6,) Voigt (xx yy zz yz xz xy) eV/Angstrom^3, ASE sign convention; None when the model has
-            no stress output or (conservative models) the structure is not periodic along all three axes.
+            no stress output or the structure is not periodic along all three axes (no cell, no stress).
     """
 
     energy: float
@@ -144,8 +146,9 @@ def evaluate(
                 f"the model returned a non-finite energy for structure {b} ({atoms.get_chemical_formula()}); "
                 "check the structure and checkpoint"
             )
-        # a strain derivative needs a periodic cell; direct stress heads answer anyway, as in fairchem
-        has_stress = stress is not None and (potential.config.direct_forces or bool(np.all(atoms.pbc)))
+        # a stress needs a cell periodic along all three axes (a strain derivative, or a direct head's
+        # answer for a volume that does not exist); fairchem's direct heads answer anyway, we do not
+        has_stress = stress is not None and bool(np.all(atoms.pbc))
         results.append(Prediction(float(energies[b]), forces[b],
                                   full_3x3_to_voigt_6_stress(stress[b]) if has_stress else None))
     return results
@@ -159,6 +162,8 @@ def predict(
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    labels: Sequence[str] | None = None,
+    allow_untrained_elements: bool = False,
 ) -> list[Prediction]:
     """Energies, forces and stresses of many structures, `batch_size` structures per model call.
 
@@ -168,16 +173,27 @@ def predict(
         batch_size: structures per graph (lower it if memory runs out on large structures).
         device: "auto", "cpu", "cuda"; dtype: torch.float32 or torch.float64.
         progress: show a progress bar (on a terminal).
+        labels: a name per structure used in error messages (e.g. "file.xyz:3"); default "structure i".
+        allow_untrained_elements: compute elements outside the model's training elements instead of refusing.
 
     Returns:
         One `Prediction` per structure, in input order.
+
+    Raises:
+        InvalidStructureError: a structure the model cannot take (`eqv2_calc.validation`, `build_graph`),
+            its label in the message.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
+    labels = list(labels) if labels is not None else [f"structure {i}" for i in range(len(atoms_list))]
+    if len(labels) != len(atoms_list):
+        raise ValueError(f"{len(labels)} labels for {len(atoms_list)} structures")
     potential, entry = resolve_model(model, device, dtype)
+    for atoms, label in zip(atoms_list, labels):
+        check_structure(atoms, entry, label, allow_untrained_elements)
     if entry is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("once")
@@ -187,6 +203,19 @@ def predict(
     with tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar:
         for start in range(0, len(atoms_list), batch_size):
             batch = atoms_list[start : start + batch_size]
-            results += evaluate(potential, batch)
+            results += evaluate_labelled(potential, batch, labels[start : start + batch_size])
             bar.update(len(batch))
     return results
+
+
+def evaluate_labelled(potential: Potential, structures: Sequence[Atoms], labels: Sequence[str]) -> list[Prediction]:
+    """`evaluate`, with a structure's label put in front of an error it causes (found by evaluating the
+    batch's structures one by one once the batch failed)."""
+    try:
+        return evaluate(potential, structures)
+    except (InvalidStructureError, FloatingPointError) as exc:
+        if len(structures) == 1:
+            raise type(exc)(f"{labels[0]}: {exc}") from exc
+        for atoms, label in zip(structures, labels):
+            evaluate_labelled(potential, [atoms], [label])
+        raise

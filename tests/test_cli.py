@@ -49,7 +49,7 @@ def _slab_file(tmp_path):
     from ase.build import add_adsorbate, fcc111, molecule
 
     slab = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
-    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], 1.9, "ontop")  # C-down: ase lists O first
     path = tmp_path / "slabs.extxyz"
     write(path, [slab, slab])
     return path

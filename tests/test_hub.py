@@ -127,7 +127,7 @@ def files_under(path: Path) -> list[Path]:
 
 def slab_with_co() -> Atoms:
     slab = fcc111("Cu", size=(2, 2, 3), vacuum=8.0)
-    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], 1.9, "ontop")  # C-down: ase lists O first
     return slab
 
 
@@ -173,6 +173,8 @@ def test_root_checkpoints_json_is_the_package_file() -> None:
     ({"source": {"type": "huggingface", "repo_id": "OMAT24", "filename": "a.pt", "gated": True}}, "owner/name"),
     ({"source": {"type": "package", "path": "../evil.pt"}}, "relative to the package"),
     ({"extra_field": 1}, "unknown key"),
+    ({"elements": ["Cu", "Xx"]}, "element symbols"),
+    ({"elements": []}, "element symbols"),
 ])
 def test_bad_entries_are_rejected(change, message) -> None:
     with pytest.raises(RegistryError, match=message):
