@@ -156,7 +156,7 @@ def run_md(
     rng = np.random.default_rng(seed)
     if not atoms.get_momenta().any() and temperature_K > 0:
         thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
-        Stationary(atoms)
+        Stationary(atoms, preserve_temperature=len(atoms) > 1)  # one atom: 0/0 would make NaN momenta
     calls, builds = calc.graphs.calls, calc.graphs.builds
     dyn = _integrator(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, thermostat_fs, barostat_fs,
                       pressure_GPa, rng, trajectory=trajectory, loginterval=loginterval)

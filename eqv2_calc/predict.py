@@ -23,7 +23,7 @@ from .errors import InvalidStructureError
 from .hub import ModelEntry, find_entry, load_model, warn_if_misfit
 from .potential import Potential
 from .structures import StructureLike, to_atoms_list
-from .validation import check_structure
+from .validation import check_structure, labelled
 
 # The small model trained by us on EMT data and shipped inside the package (not DFT: a demo).
 DEMO_MODEL = "eqV2-demo-EMT"
@@ -215,7 +215,7 @@ def evaluate_labelled(potential: Potential, structures: Sequence[Atoms], labels:
         return evaluate(potential, structures)
     except (InvalidStructureError, FloatingPointError) as exc:
         if len(structures) == 1:
-            raise type(exc)(f"{labels[0]}: {exc}") from exc
+            raise labelled(exc, labels[0]) from exc
         for atoms, label in zip(structures, labels):
             evaluate_labelled(potential, [atoms], [label])
         raise

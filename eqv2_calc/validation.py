@@ -80,6 +80,14 @@ def check_distances(atoms: Atoms, what: str) -> None:
         )
 
 
+def labelled(exc: Exception, label: str) -> Exception:
+    """The same kind of error with `label` (e.g. "file.xyz:3") naming the structure: a message about
+    "structure ..." gets the label in that word's place, any other gets it in front."""
+    message = str(exc)
+    message = label + message[len("structure"):] if message.startswith("structure") else f"{label}: {message}"
+    return type(exc)(message)
+
+
 def check_structure(atoms: Atoms, entry: ModelEntry | None, what: str = "structure",
                     allow_untrained_elements: bool = False) -> None:
     """`check_elements` and `check_distances` of one structure."""
