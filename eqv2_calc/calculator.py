@@ -39,8 +39,8 @@ class EquiformerV2Calculator(Calculator):
             elements (registry entries that list them, e.g. the demo model) instead of refusing them.
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint
-    predicts it and the structure is periodic along all three axes, `stress` (Voigt order xx yy zz yz xz
-    xy, eV/Angstrom^3, ASE sign convention).
+    predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention): not for a
+    structure without a periodic axis, and from conservative models only for one periodic along all three.
 
     Refused with `InvalidStructureError` (`eqv2_calc.validation`): elements the model was not trained on
     (`UnsupportedElementError`, unless `allow_untrained_elements`), and atoms closer than half their

@@ -71,7 +71,8 @@ class Prediction:
         energy: eV.
         forces: (N, 3) eV/Angstrom, without constraints applied.
         stress: (6,) Voigt (xx yy zz yz xz xy) eV/Angstrom^3, ASE sign convention; None when the model has
-            no stress output or the structure is not periodic along all three axes (no cell, no stress).
+            no stress output, the structure has no periodic axis (a molecule), or (conservative models) it is
+            not periodic along all three axes.
     """
 
     energy: float
@@ -146,9 +147,10 @@ def evaluate(
                 f"the model returned a non-finite energy for structure {b} ({atoms.get_chemical_formula()}); "
                 "check the structure and checkpoint"
             )
-        # a stress needs a cell periodic along all three axes (a strain derivative, or a direct head's
-        # answer for a volume that does not exist); fairchem's direct heads answer anyway, we do not
-        has_stress = stress is not None and bool(np.all(atoms.pbc))
+        # a strain derivative needs a cell periodic along all three axes; a direct head answers for any
+        # periodic cell, as in fairchem, but not for a molecule or cluster (no periodic axis: no stress)
+        periodic = np.all(atoms.pbc) if not potential.config.direct_forces else np.any(atoms.pbc)
+        has_stress = stress is not None and bool(periodic)
         results.append(Prediction(float(energies[b]), forces[b],
                                   full_3x3_to_voigt_6_stress(stress[b]) if has_stress else None))
     return results
