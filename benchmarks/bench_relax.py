@@ -23,10 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def systems(n: int) -> list:
     from ase import Atoms
-    from ase.build import add_adsorbate, fcc111, molecule
+    from ase.build import add_adsorbate, fcc111
+
+    from eqv2_calc.adsorbml import get_adsorbate
     from ase.constraints import FixAtoms
 
-    adsorbates = [molecule("CO"), Atoms("O"), Atoms("H"), molecule("OH")]
+    adsorbates = [get_adsorbate("*CO").atoms, Atoms("O"), Atoms("H"), get_adsorbate("*OH").atoms]  # binding atom down (ase lists CO O-first, OH H-below)
     sites = ("ontop", "fcc", "hcp", "bridge")
     out = []
     for i in range(n):

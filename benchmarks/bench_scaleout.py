@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def systems(n: int) -> list:
     from ase import Atoms
-    from ase.build import add_adsorbate, fcc111, molecule
+    from ase.build import add_adsorbate, fcc111
 
-    adsorbates = [Atoms("O"), molecule("CO"), Atoms("H"), molecule("OH")]
+    from eqv2_calc.adsorbml import get_adsorbate
+
+    adsorbates = [Atoms("O"), get_adsorbate("*CO").atoms, Atoms("H"), get_adsorbate("*OH").atoms]  # binding atom down (ase lists CO O-first, OH H-below)
     out = []
     for i in range(n):
         slab = fcc111("Cu", size=(2, 2, 3), vacuum=6.0)

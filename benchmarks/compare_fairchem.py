@@ -53,7 +53,7 @@ def make_slab(size: int, seed: int = 0):
     from ase.build import add_adsorbate, fcc111, molecule
 
     slab = fcc111("Cu", size=SLABS[size], vacuum=8.0)
-    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], 1.9, "ontop")  # C-down: ase lists O first
     slab.rattle(0.02, seed=seed)
     return slab
 

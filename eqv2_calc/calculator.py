@@ -11,6 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .hub import warn_if_misfit
 from .potential import Potential
 from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, evaluate, resolve_device, resolve_model
+from .validation import check_distances, check_elements
 
 __all__ = ["DEMO_MODEL", "EquiformerV2Calculator", "as_calculator", "resolve_device"]
 
@@ -34,9 +35,16 @@ class EquiformerV2Calculator(Calculator):
         precision: matmul precision of the network: "float32" (default, exact), "tf32" (CUDA tensor
             cores; no effect on a CPU) or "bfloat16" (autocast; see `eqv2_calc.precision` and docs/performance.md for
             the measured accuracy).
+        allow_untrained_elements: compute structures holding elements outside the model's training
+            elements (registry entries that list them, e.g. the demo model) instead of refusing them.
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint
-    predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention).
+    predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention): not for a
+    structure without a periodic axis, and from conservative models only for one periodic along all three.
+
+    Refused with `InvalidStructureError` (`eqv2_calc.validation`): elements the model was not trained on
+    (`UnsupportedElementError`, unless `allow_untrained_elements`), and atoms closer than half their
+    covalent radii sum.
     Forces are the model's direct prediction; constraints such as FixAtoms are applied by ASE
     when you call `atoms.get_forces()` (as with any ASE calculator).
 
@@ -54,9 +62,11 @@ class EquiformerV2Calculator(Calculator):
         dtype: torch.dtype = torch.float32,
         skin: float = DEFAULT_SKIN,
         precision: str = "float32",
+        allow_untrained_elements: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.allow_untrained_elements = allow_untrained_elements
         self.device = resolve_device(device)
         self.potential, self.model_entry = resolve_model(model, self.device, dtype)
         self.potential.precision = precision
@@ -66,7 +76,10 @@ class EquiformerV2Calculator(Calculator):
     def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         if self.model_entry is not None and _STRUCTURE_CHANGES.intersection(system_changes):
+            check_elements(self.atoms.get_chemical_symbols(), self.model_entry, "structure",
+                           self.allow_untrained_elements)
             warn_if_misfit(self.atoms, self.model_entry)
+        check_distances(self.atoms, "structure")
         result = evaluate(self.potential, [self.atoms], self.graphs)[0]
         self.results = {"energy": result.energy, "free_energy": result.energy, "forces": result.forces}
         if result.stress is not None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,18 +53,38 @@ _DENS_RENAMES = {"scalar_block": "energy_block", "vector_block": "force_block"}
 _OLD_NORMALIZER_KEYS = {"target": "energy", "grad_target": "forces"}
 
 
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unpickling_problem(exc: Exception) -> str:
+    """One line of ours for torch's multi-line weights-only refusal (never its advice to drop weights_only)."""
+    text = str(exc)
+    found = re.search(r"unsupported GLOBAL (\S+)", text)
+    if found:
+        return (f"it holds a Python object ({found.group(1)}) where a checkpoint holds only tensors and plain data; "
+                "eqv2_calc never runs code from a checkpoint, so it cannot use this file (corrupt, not a fairchem "
+                "EquiformerV2 checkpoint, or unsafe)")
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    reason = found.group(1).strip() if found else _first_line(exc)
+    return f"the file is corrupt or not a torch checkpoint ({reason})"
+
+
 def read_checkpoint(path: str | os.PathLike, *, weights_only: bool = True) -> dict[str, Any]:
     """`torch.load` a checkpoint onto the CPU; unreadable or non-fairchem files raise `CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # garbage reads as any protocol
+            checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as exc:
-        hint = " (it holds Python objects beyond tensors; if you trust the file, load it with weights_only=False)"
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}{hint if weights_only else ''}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_unpickling_problem(exc)}") from None
     except Exception as exc:  # torch raises several types for truncated / non-zip / garbage files
-        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt or not a torch checkpoint ({exc})") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt or not a torch checkpoint "
+                              f"({_first_line(exc)})") from None
     if not isinstance(checkpoint, Mapping) or "config" not in checkpoint or "state_dict" not in checkpoint:
         keys = sorted(checkpoint)[:8] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
         raise CheckpointError(f"{path} is not a fairchem checkpoint: it lacks 'config'/'state_dict' (found {keys})")

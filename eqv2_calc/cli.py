@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from . import __version__, hub
+from .cliargs import positive_float, positive_int
 from .errors import EquiformerV2Error
 
 
@@ -53,6 +54,23 @@ def _read_inputs(paths: Sequence[str]) -> tuple[list, list[str]]:
     return structures, labels
 
 
+def _labelled(label: str, run, *args, **kwargs):
+    """`run(*args, **kwargs)` for one structure; an error about the structure gets its file:frame label."""
+    from .errors import InvalidStructureError
+    from .validation import labelled
+
+    try:
+        return run(*args, **kwargs)
+    except (InvalidStructureError, FloatingPointError) as exc:
+        raise labelled(exc, label) from exc
+
+
+def _refuse_output_with_results(args: argparse.Namespace) -> None:
+    if args.output:
+        raise ValueError(f"-o/--output {args.output} is not used with --results: the results go to "
+                         f"{args.results or 'DIR'}/results.csv and structures.extxyz; drop -o")
+
+
 def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], task) -> int:
     """--results / --ray: a chunked, resumable run on model-holding workers (`eqv2_calc.scale`)."""
     from .scale import Job, run
@@ -84,9 +102,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.results or args.ray:
         from .scale import predict_task
 
+        _refuse_output_with_results(args)
         return _run_scaled(args, structures, labels, predict_task(args.batch_size))
     results = predict(structures, _model(args), batch_size=args.batch_size, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, labels=labels, allow_untrained_elements=args.allow_untrained_elements)
     records = []
     for label, atoms, r in zip(labels, structures, results):
         record = {"structure": label, "formula": atoms.get_chemical_formula(), "natoms": len(atoms),
@@ -124,18 +143,22 @@ def _cmd_relax(args: argparse.Namespace) -> int:
     if args.results or args.ray:
         from .scale import relax_task
 
+        _refuse_output_with_results(args)
         return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size))
     if not args.output:
         raise ValueError("relax needs -o/--output FILE (or --results DIR for a chunked, resumable run)")
     if args.batch:
         results = relax_many(structures, _model(args), fmax=args.fmax, steps=args.steps, relax_cell=args.cell,
-                             batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+                             batch_size=args.batch_size, device=args.device, progress=not args.quiet, labels=labels,
+                             allow_untrained_elements=args.allow_untrained_elements)
     else:
         from .calculator import EquiformerV2Calculator
 
-        calc = EquiformerV2Calculator(_model(args), device=args.device)
-        results = [relax(atoms, calc, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
-                         relax_cell=args.cell, logfile=None if args.quiet else "-") for atoms in structures]
+        calc = EquiformerV2Calculator(_model(args), device=args.device,
+                                      allow_untrained_elements=args.allow_untrained_elements)
+        results = [_labelled(label, relax, atoms, calc, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
+                             relax_cell=args.cell, logfile=None if args.quiet else "-")
+                   for label, atoms in zip(labels, structures)]
     from .structures import write_structures
 
     write_structures(args.output, [r.atoms for r in results])
@@ -153,11 +176,12 @@ def _cmd_relax(args: argparse.Namespace) -> int:
 def _cmd_md(args: argparse.Namespace) -> int:
     from .md import plot_md, run_md
 
-    structures, _ = _read_inputs([args.structure])
-    result = run_md(structures[-1], _model(args), ensemble=args.ensemble, temperature_K=args.temperature,
-                    timestep_fs=args.timestep, steps=args.steps, trajectory=args.output,
-                    loginterval=args.loginterval, logfile=args.log or ("-" if not args.quiet else None),
-                    pressure_GPa=args.pressure, seed=args.seed, device=args.device)
+    structures, labels = _read_inputs([args.structure])
+    result = _labelled(labels[-1], run_md, structures[-1], _model(args), ensemble=args.ensemble,
+                       temperature_K=args.temperature, timestep_fs=args.timestep, steps=args.steps,
+                       trajectory=args.output, loginterval=args.loginterval,
+                       logfile=args.log or ("-" if not args.quiet else None), pressure_GPa=args.pressure,
+                       seed=args.seed, device=args.device, allow_untrained_elements=args.allow_untrained_elements)
     last = result.log[-1]
     print(f"final: E_tot {last.energy:.5f} eV, T {last.temperature_K:.1f} K; "
           f"energy change {1000 * result.energy_drift_eV_per_atom:+.3f} meV/atom; "
@@ -362,6 +386,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "the cores; OMP_WAIT_POLICY=PASSIVE unless set: see docs/performance.md)")
 
 
+def _add_untrained_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-untrained-elements", action="store_true", help="compute structures with elements "
+                        "the model was not trained on (refused by default for models whose registry entry lists them)")
+
+
 def _add_scale_options(parser: argparse.ArgumentParser, results_note: str = "") -> None:
     group = parser.add_argument_group("scale out (chunked and resumable; docs/scale-out.md)")
     group.add_argument("--results", metavar="DIR", help="write results chunk by chunk into DIR (results.csv, "
@@ -403,37 +432,40 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     predict = sub.add_parser("predict", help="energy, forces (and stress) of structures in any ASE-readable file")
     _add_model_options(predict)
+    _add_untrained_option(predict)
     predict.add_argument("structures", nargs="+", help="structure files (xyz, extxyz, cif, POSCAR, traj, ...)")
     predict.add_argument("-o", "--output", help="write results: .csv (a table) or a structure file (extxyz with "
                          "energies, forces, stresses)")
-    predict.add_argument("--batch-size", type=int, default=16, help="structures per model call (default 16)")
+    predict.add_argument("--batch-size", type=positive_int, default=16, help="structures per model call (default 16)")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     _add_scale_options(predict)
     predict.set_defaults(func=_cmd_predict)
     relax = sub.add_parser("relax", help="relax the structures of a file (ASE optimizer, or batched FIRE with --batch)")
     _add_model_options(relax)
+    _add_untrained_option(relax)
     relax.add_argument("structure", nargs="+", help="structure files; every frame is relaxed")
     relax.add_argument("-o", "--output", help="relaxed structures (extxyz unless the extension says); "
                        "not with --results, which writes its own")
-    relax.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
-    relax.add_argument("--steps", type=int, default=500, help="most optimizer steps per structure (default 500)")
+    relax.add_argument("--fmax", type=positive_float, default=0.05, help="force threshold, eV/A (default 0.05)")
+    relax.add_argument("--steps", type=positive_int, default=500, help="most optimizer steps per structure (default 500)")
     relax.add_argument("--cell", action="store_true", help="also relax the cell (needs a stress model)")
     relax.add_argument("--optimizer", default="BFGS", help="ASE optimizer name: BFGS, FIRE, LBFGS, ... (default BFGS)")
     relax.add_argument("--batch", action="store_true", help="relax all frames together with the batched FIRE")
-    relax.add_argument("--batch-size", type=int, default=32, help="structures per batch with --batch (default 32)")
+    relax.add_argument("--batch-size", type=positive_int, default=32, help="structures per batch with --batch (default 32)")
     relax.add_argument("--plot", help="PNG of energy and max force per step")
     _add_scale_options(relax, "; relax runs the batched FIRE, --batch-size structures together")
     relax.set_defaults(func=_cmd_relax)
     md = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) of the last structure of a file")
     _add_model_options(md)
+    _add_untrained_option(md)
     md.add_argument("structure", help="structure file (its last frame is used)")
     md.add_argument("-o", "--output", required=True, help="ASE trajectory file (.traj)")
     md.add_argument("--ensemble", default="nve", help="nve, nvt (Langevin), nvt-nose-hoover, nvt-bussi, npt")
-    md.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    md.add_argument("--timestep", type=float, default=1.0, help="fs (default 1)")
-    md.add_argument("--steps", type=int, default=100, help="number of steps (default 100)")
+    md.add_argument("--temperature", type=positive_float, default=300.0, help="K (default 300)")
+    md.add_argument("--timestep", type=positive_float, default=1.0, help="fs (default 1)")
+    md.add_argument("--steps", type=positive_int, default=100, help="number of steps (default 100)")
     md.add_argument("--pressure", type=float, default=0.0, help="NPT pressure, GPa (default 0)")
-    md.add_argument("--loginterval", type=int, default=10, help="log and trajectory interval in steps (default 10)")
+    md.add_argument("--loginterval", type=positive_int, default=10, help="log and trajectory interval in steps (default 10)")
     md.add_argument("--log", help="write the log to this file instead of stdout")
     md.add_argument("--seed", type=int, default=0, help="seed of the initial velocities / thermostat (default 0)")
     md.add_argument("--plot", help="PNG of energy and temperature against time")
@@ -456,9 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--top-k", type=int, default=5, help="best structures written for DFT (default 5)")
     adsorb.add_argument("--num-random", type=int, default=20, help="random placements per slab (default 20; "
                         "AdsorbML used 100)")
-    adsorb.add_argument("--fmax", type=float, default=0.05, help="force threshold, eV/A (default 0.05)")
-    adsorb.add_argument("--steps", type=int, default=300, help="most FIRE steps per structure (default 300)")
-    adsorb.add_argument("--batch", type=int, default=32, help="structures relaxed together (default 32)")
+    adsorb.add_argument("--fmax", type=positive_float, default=0.05, help="force threshold, eV/A (default 0.05)")
+    adsorb.add_argument("--steps", type=positive_int, default=300, help="most FIRE steps per structure (default 300)")
+    adsorb.add_argument("--batch", type=positive_int, default=32, help="structures relaxed together (default 32)")
     adsorb.add_argument("--max-atoms", type=int, help="atoms per model call (default: sized from the memory a "
                         "call needs; on a CPU at most 256)")
     adsorb.add_argument("--min-slab-size", type=float, default=7.0, help="slab thickness, A (default 7, OC20)")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.build import add_adsorbate, bulk, fcc111, molecule
+from ase.build import add_adsorbate, bulk, fcc111
 from ase.calculators.calculator import Calculator
 from ase.constraints import FixAtoms
 
+from .adsorbml.adsorbates import get_adsorbate
 from .calculator import EquiformerV2Calculator
 from .md import plot_md, run_md
 from .predict import DEMO_MODEL
@@ -28,7 +29,7 @@ DEMO_NOTICE = (
     "labels, not on DFT: its numbers demonstrate the workflows, they are not predictions of real chemistry."
 )
 FIGURE_NAME = "eqv2_demo.png"
-# CO on Cu(111): 3x3 surface cell, 3 layers (bottom one fixed), 8 Angstrom vacuum, CO on top at 2.0 Angstrom.
+# CO on Cu(111): 3x3 surface cell, 3 layers (bottom one fixed), 8 Angstrom vacuum, CO C-down on top, C 2.0 Angstrom up.
 RELAX_FMAX = 0.05  # eV/Angstrom
 RELAX_STEPS = 200
 # Cu(111) slab MD: NVE from 300 K Maxwell-Boltzmann velocities, 1 fs steps.
@@ -51,24 +52,25 @@ class DemoSection:
 
 
 def co_on_cu111() -> Atoms:
-    """CO on top of a Cu(111) 3x3x3 slab with its bottom layer fixed."""
+    """CO C-down on top of a Cu(111) 3x3x3 slab with its bottom layer fixed; C and O are the last two atoms."""
     slab = fcc111("Cu", size=(3, 3, 3), vacuum=8.0)
-    add_adsorbate(slab, molecule("CO"), 2.0, "ontop")
+    add_adsorbate(slab, get_adsorbate("*CO").atoms, 2.0, "ontop")  # C at the anchor, O above (ase's molecule("CO") is O first)
     slab.set_constraint(FixAtoms(indices=[atom.index for atom in slab if atom.tag == 3]))
     return slab
 
 
 def relax_section(calc: Calculator) -> DemoSection:
-    """Relax CO on Cu(111) with BFGS; report energy, steps and the C-O / Cu-C bond lengths."""
+    """Relax CO on Cu(111) with BFGS; report energy, steps, the C-O / Cu-C bond lengths and the C height."""
     result = relax(co_on_cu111(), calc, fmax=RELAX_FMAX, steps=RELAX_STEPS)
     atoms = result.atoms
-    carbon, oxygen = len(atoms) - 2, len(atoms) - 1
-    surface = [a.index for a in atoms if a.symbol == "Cu"]
-    cu_c = atoms.get_distances(carbon, surface, mic=True).min()
+    carbon, oxygen = atoms.symbols.search("C")[0], atoms.symbols.search("O")[0]
+    copper = atoms.symbols.search("Cu")
+    cu_c = atoms.get_distances(carbon, copper, mic=True).min()
+    height = atoms.positions[carbon, 2] - atoms.positions[copper, 2].max()
     lines = [
         f"relaxed energy {result.energy:.4f} eV after {result.steps} BFGS steps "
         f"({'converged' if result.converged else 'NOT converged'}, max force {result.fmax:.3f} eV/A)",
-        f"C-O {atoms.get_distance(carbon, oxygen):.3f} A, Cu-C {cu_c:.3f} A",
+        f"C-O {atoms.get_distance(carbon, oxygen):.3f} A, Cu-C {cu_c:.3f} A, C {height:.3f} A above the top Cu",
     ]
     return DemoSection("CO on Cu(111): relaxation", lines, lambda axes: plot_relaxation([result], axes))
 

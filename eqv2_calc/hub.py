@@ -36,7 +36,10 @@ Registry schema (`checkpoints.json`, `schema_version` 1): `{"schema_version": 1,
   `mmax`, `sphere_channels`, `max_radius` (Angstrom), `max_neighbors`; optionally
   `max_num_elements`, `enforce_max_neighbors_strictly`, `avg_num_nodes`, `avg_degree`. A loaded
   file that differs triggers a warning (wrong or replaced file);
-- `supported` (bool: whether eqv2_calc reads this format today) and `notes` (str).
+- `supported` (bool: whether eqv2_calc reads this format today) and `notes` (str);
+- optional `elements` (list of element symbols): the elements the model was trained on; structures with
+  others are refused unless the user opts out (`eqv2_calc.validation`). Absent: any Z below
+  `max_num_elements` (released models: their training sets span most of the periodic table).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "training_data": str, "outputs": list, "domain": str, "energy_reference": dict, "model_config": dict,
     "supported": bool, "notes": str,
 }
+_OPTIONAL_ENTRY_TYPES: dict[str, type] = {"elements": list}
 _SOURCE_KEYS = {"url": {"type", "url"}, "huggingface": {"type", "repo_id", "filename", "gated"},
                 "package": {"type", "path"}}
 
@@ -153,6 +157,7 @@ class ModelEntry:
     model_config: Mapping[str, Any]
     supported: bool
     notes: str
+    elements: tuple[str, ...] | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelEntry:
@@ -161,8 +166,9 @@ class ModelEntry:
         problems = _entry_problems(raw) if isinstance(raw, Mapping) else ["is not a JSON object"]
         if problems:
             raise RegistryError(f"registry entry {label!r}: {'; '.join(problems)}")
+        elements = tuple(raw["elements"]) if "elements" in raw else None
         return cls(**{**raw, "aliases": tuple(raw["aliases"]), "outputs": tuple(raw["outputs"]),
-                      "source": Source(**raw["source"])})
+                      "source": Source(**raw["source"]), "elements": elements})
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -172,17 +178,23 @@ class ModelEntry:
 
 def _entry_problems(raw: Mapping[str, Any]) -> list[str]:
     problems = []
-    missing, unknown = set(_ENTRY_TYPES) - set(raw), set(raw) - set(_ENTRY_TYPES)
+    missing, unknown = set(_ENTRY_TYPES) - set(raw), set(raw) - set(_ENTRY_TYPES) - set(_OPTIONAL_ENTRY_TYPES)
     if missing:
         problems.append(f"missing key(s) {sorted(missing)}")
     if unknown:
         problems.append(f"unknown key(s) {sorted(unknown)}")
-    problems += [f"{key} must be {types}" for key, types in _ENTRY_TYPES.items()
+    problems += [f"{key} must be {types}" for key, types in {**_ENTRY_TYPES, **_OPTIONAL_ENTRY_TYPES}.items()
                  if key in raw and not isinstance(raw[key], types)]
     if problems:
         return problems
     if not all(isinstance(a, str) and a for a in raw["aliases"]):
         problems.append("aliases must be non-empty strings")
+    if "elements" in raw:
+        from ase.data import atomic_numbers
+
+        bad = [e for e in raw["elements"] if not isinstance(e, str) or e not in atomic_numbers or e == "X"]
+        if bad or not raw["elements"]:
+            problems.append(f"elements must be a non-empty list of element symbols (bad: {bad})")
     if raw["sha256"] is not None and not SHA256_PATTERN.fullmatch(raw["sha256"]):
         problems.append(f"sha256 {raw['sha256']!r} is not 64 lowercase hex digits")
     if not raw["outputs"] or not set(raw["outputs"]) <= set(OUTPUTS):

@@ -121,6 +121,7 @@ def run_md(
     skin: float = DEFAULT_SKIN,
     seed: int | None = 0,
     device: str | torch.device = "auto",
+    allow_untrained_elements: bool = False,
 ) -> MDResult:
     """Run MD of one structure; the input is not modified.
 
@@ -140,11 +141,14 @@ def run_md(
         skin: Verlet skin of the graph reuse, Angstrom (0: new neighbour search every step).
         seed: seed of the initial velocities and stochastic thermostats (None: random).
         device: for a model given by name or path.
+        allow_untrained_elements: for a model given by name or path: compute elements outside its training
+            elements instead of refusing them.
     """
     if ensemble not in ENSEMBLES:
         raise ValueError(f"unknown ensemble {ensemble!r}: use one of {', '.join(ENSEMBLES)}")
     atoms = to_atoms(atoms)
-    calc = model if isinstance(model, EquiformerV2Calculator) else EquiformerV2Calculator(model, device, skin=skin)
+    calc = model if isinstance(model, EquiformerV2Calculator) else EquiformerV2Calculator(
+        model, device, skin=skin, allow_untrained_elements=allow_untrained_elements)
     atoms.calc = calc
     with_stress = "stress" in calc.implemented_properties and bool(atoms.pbc.all())
     if ensemble == "npt" and not with_stress:
@@ -152,7 +156,7 @@ def run_md(
     rng = np.random.default_rng(seed)
     if not atoms.get_momenta().any() and temperature_K > 0:
         thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
-        Stationary(atoms)
+        Stationary(atoms, preserve_temperature=len(atoms) > 1)  # one atom: 0/0 would make NaN momenta
     calls, builds = calc.graphs.calls, calc.graphs.builds
     dyn = _integrator(atoms, ensemble, timestep_fs, temperature_K, friction_per_fs, thermostat_fs, barostat_fs,
                       pressure_GPa, rng, trajectory=trajectory, loginterval=loginterval)

@@ -20,9 +20,11 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .graph import AtomicGraph, build_graph, reuse_graph
+from .errors import InvalidStructureError
 from .hub import ModelEntry, find_entry, load_model, warn_if_misfit
 from .potential import Potential
 from .structures import StructureLike, to_atoms_list
+from .validation import check_structure, labelled
 
 # The small model trained by us on EMT data and shipped inside the package (not DFT: a demo).
 DEMO_MODEL = "eqV2-demo-EMT"
@@ -70,7 +72,8 @@ class Prediction:
         energy: eV.
         forces: (N, 3) eV/Angstrom, without constraints applied.
         stress: (6,) Voigt (xx yy zz yz xz xy) eV/Angstrom^3, ASE sign convention; None when the model has
-            no stress output or (conservative models) the structure is not periodic along all three axes.
+            no stress output, the structure has no periodic axis (a molecule), or (conservative models) it is
+            not periodic along all three axes.
     """
 
     energy: float
@@ -127,10 +130,12 @@ class GraphBuilder:
 def stress_defined(potential: Potential, pbc: Sequence[bool] | np.ndarray) -> bool:
     """Whether a structure periodic along `pbc` (3,) gets a stress from `potential`.
 
-    A strain derivative (conservative models) needs a cell periodic along all three axes; direct stress
-    heads answer anyway, as in fairchem.
+    A strain derivative (conservative models) needs a cell periodic along all three axes; a direct stress
+    head answers for any periodic cell (slabs, wires), as in fairchem, but not for a molecule or cluster
+    (no periodic axis: no stress).
     """
-    return potential.config.predicts_stress and (potential.config.direct_forces or bool(np.all(pbc)))
+    periodic = np.any(pbc) if potential.config.direct_forces else np.all(pbc)
+    return potential.config.predicts_stress and bool(periodic)
 
 
 def run_potential(
@@ -191,6 +196,8 @@ def predict(
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    labels: Sequence[str] | None = None,
+    allow_untrained_elements: bool = False,
 ) -> list[Prediction]:
     """Energies, forces and stresses of many structures, `batch_size` structures per model call.
 
@@ -200,16 +207,27 @@ def predict(
         batch_size: structures per graph (lower it if memory runs out on large structures).
         device: "auto", "cpu", "cuda"; dtype: torch.float32 or torch.float64.
         progress: show a progress bar (on a terminal).
+        labels: a name per structure used in error messages (e.g. "file.xyz:3"); default "structure i".
+        allow_untrained_elements: compute elements outside the model's training elements instead of refusing.
 
     Returns:
         One `Prediction` per structure, in input order.
+
+    Raises:
+        InvalidStructureError: a structure the model cannot take (`eqv2_calc.validation`, `build_graph`),
+            its label in the message.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
+    labels = list(labels) if labels is not None else [f"structure {i}" for i in range(len(atoms_list))]
+    if len(labels) != len(atoms_list):
+        raise ValueError(f"{len(labels)} labels for {len(atoms_list)} structures")
     potential, entry = resolve_model(model, device, dtype)
+    for atoms, label in zip(atoms_list, labels):
+        check_structure(atoms, entry, label, allow_untrained_elements)
     if entry is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("once")
@@ -219,6 +237,19 @@ def predict(
     with tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar:
         for start in range(0, len(atoms_list), batch_size):
             batch = atoms_list[start : start + batch_size]
-            results += evaluate(potential, batch)
+            results += evaluate_labelled(potential, batch, labels[start : start + batch_size])
             bar.update(len(batch))
     return results
+
+
+def evaluate_labelled(potential: Potential, structures: Sequence[Atoms], labels: Sequence[str]) -> list[Prediction]:
+    """`evaluate`, with a structure's label put in front of an error it causes (found by evaluating the
+    batch's structures one by one once the batch failed)."""
+    try:
+        return evaluate(potential, structures)
+    except (InvalidStructureError, FloatingPointError) as exc:
+        if len(structures) == 1:
+            raise labelled(exc, labels[0]) from exc
+        for atoms, label in zip(structures, labels):
+            evaluate_labelled(potential, [atoms], [label])
+        raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,7 @@ from .calculator import as_calculator
 from .potential import Potential
 from .predict import DEMO_MODEL, evaluate, resolve_model
 from .structures import StructureLike, to_atoms, to_atoms_list
+from .validation import check_structure
 
 # ASE FIRE defaults (ase/optimize/fire.py; Bitzek et al., PRL 97, 170201 (2006)): time step and its
 # cap (ASE time units, unit masses), largest step per structure (Angstrom), steps before the time step
@@ -105,6 +106,7 @@ def relax(
     trajectory: str | os.PathLike | None = None,
     logfile: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
+    allow_untrained_elements: bool = False,
     **optimizer_kwargs,
 ) -> RelaxResult:
     """Relax one structure with an ASE optimizer; the input is not modified.
@@ -119,10 +121,12 @@ def relax(
         relax_cell: also relax the cell (`FrechetCellFilter`; needs a stress-predicting model).
         trajectory, logfile: passed to the optimizer (`logfile="-"`: stdout; None: silent).
         device: for a model given by name or path.
+        allow_untrained_elements: for a model given by name or path: compute elements outside its training
+            elements instead of refusing them (a calculator passed as `model` keeps its own setting).
         optimizer_kwargs: more optimizer arguments (e.g. `maxstep`).
     """
     atoms = to_atoms(atoms)
-    atoms.calc = as_calculator(model, device)
+    atoms.calc = as_calculator(model, device, allow_untrained_elements=allow_untrained_elements)
     if relax_cell:
         _check_cell_relaxation(atoms, atoms.calc.implemented_properties)
     target = FrechetCellFilter(atoms) if relax_cell else atoms
@@ -309,6 +313,8 @@ def relax_many(
     progress: bool = True,
     callback: Callable[[int, RelaxResult], None] | None = None,
     max_atoms: int | None = None,
+    labels: Sequence[str] | None = None,
+    allow_untrained_elements: bool = False,
 ) -> list[RelaxResult]:
     """Relax many structures together with a batched FIRE: one model call per step for the whole batch.
 
@@ -325,6 +331,8 @@ def relax_many(
         device, dtype: where and in which precision the model runs.
         progress: show a progress bar (on a terminal) of finished structures, with how many converged.
         callback: called as `callback(i, result)` when structure i finishes.
+        labels: a name per structure for error messages (e.g. "file.xyz:3"); default "structure i".
+        allow_untrained_elements: compute elements outside the model's training elements instead of refusing.
 
     Returns:
         One `RelaxResult` per input structure, in input order.
@@ -336,8 +344,13 @@ def relax_many(
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
-    potential, _ = resolve_model(model, device, dtype)
-    free = [_free_atoms(atoms, f"structure {i}") for i, atoms in enumerate(atoms_list)]
+    labels = list(labels) if labels is not None else [f"structure {i}" for i in range(len(atoms_list))]
+    if len(labels) != len(atoms_list):
+        raise ValueError(f"{len(labels)} labels for {len(atoms_list)} structures")
+    potential, entry = resolve_model(model, device, dtype)
+    for atoms, label in zip(atoms_list, labels):  # at the start; the FIRE steps do not check distances again
+        check_structure(atoms, entry, label, allow_untrained_elements)
+    free = [_free_atoms(atoms, label) for atoms, label in zip(atoms_list, labels)]
     if relax_cell:
         for atoms in atoms_list:
             _check_cell_relaxation(atoms, potential.implemented_properties)

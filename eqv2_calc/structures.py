@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from ase import Atoms
 
 from .errors import InvalidStructureError
@@ -25,7 +26,8 @@ def read_file(path: str | os.PathLike, index: str | int = ":") -> list[Atoms]:
     """Frames of any ASE-readable file (extxyz, CIF, POSCAR, traj, ...), as a list.
 
     Raises:
-        InvalidStructureError: missing or unreadable file, unknown element, no frames, a frame without atoms.
+        InvalidStructureError: missing or unreadable file, unknown element, no frames, a frame without atoms,
+            a partially occupied site (a CIF of a disordered crystal: order it first).
     """
     path = Path(path)
     if not path.is_file():
@@ -45,7 +47,34 @@ def read_file(path: str | os.PathLike, index: str | int = ":") -> list[Atoms]:
     for i, atoms in enumerate(frames):
         if len(atoms) == 0:
             raise InvalidStructureError(f"{path}: structure {i} has no atoms")
+        _check_ordered(atoms, f"{path}" if len(frames) == 1 else f"{path} frame {i}")
     return frames
+
+
+# Occupancies within this of 1 count as full (CIFs round them to a few digits).
+_FULL_OCCUPANCY_TOLERANCE = 1e-3
+_ORDER_IT = ("a model needs one element per site: order it first (e.g. pymatgen's "
+             "OrderDisorderedStructureTransformation, or a special quasirandom structure)")
+
+
+def _check_ordered(atoms: Atoms, what: str) -> None:
+    """Refuse a structure read (by ASE's CIF reader) from a file with partially occupied sites, naming them;
+    ASE would otherwise keep one species per site and drop the rest silently."""
+    occupancy = atoms.info.get("occupancy") or {}
+    partial = {kind: occ for kind, occ in occupancy.items()
+               if len(occ) > 1 or abs(sum(occ.values()) - 1.0) > _FULL_OCCUPANCY_TOLERANCE}
+    if not partial:
+        return
+    kinds = atoms.arrays.get("spacegroup_kinds")
+    sites = []
+    for kind, occ in partial.items():
+        species = ", ".join(f"{element} {value:g}" for element, value in occ.items())
+        where = ""
+        if kinds is not None and (kinds == int(kind)).any():
+            frac = atoms.get_scaled_positions()[np.flatnonzero(kinds == int(kind))[0]]
+            where = f" at fractional ({frac[0]:.4g}, {frac[1]:.4g}, {frac[2]:.4g})"
+        sites.append(f"site {kind} ({species}){where}")
+    raise InvalidStructureError(f"{what}: partially occupied {'; '.join(sites)}; {_ORDER_IT} and give the ordered file")
 
 
 def to_atoms(structure: StructureLike) -> Atoms:
@@ -58,6 +87,10 @@ def to_atoms(structure: StructureLike) -> Atoms:
     if _is_pymatgen(structure):
         from pymatgen.io.ase import AseAtomsAdaptor
 
+        if not structure.is_ordered:
+            sites = [f"site {i} ({site.species_string}) at {site.coords.round(4).tolist()} A"
+                     for i, site in enumerate(structure) if not site.is_ordered]
+            raise InvalidStructureError(f"{structure.formula}: partially occupied {'; '.join(sites)}; {_ORDER_IT}")
         return AseAtomsAdaptor.get_atoms(structure)
     raise InvalidStructureError(
         f"cannot use a {type(structure).__name__} as a structure: give an ase.Atoms, a pymatgen Structure or "

@@ -13,14 +13,15 @@ import sys
 import time
 
 from ase import Atoms
-from ase.build import add_adsorbate, fcc111, molecule
+from ase.build import add_adsorbate, fcc111
 from ase.constraints import FixAtoms
 
 from eqv2_calc import relax_many
+from eqv2_calc.adsorbml import get_adsorbate
 from eqv2_calc.calculator import DEMO_MODEL
 
 model = sys.argv[1] if len(sys.argv) > 1 else DEMO_MODEL
-ADSORBATES = {"CO": molecule("CO"), "O": Atoms("O")}
+ADSORBATES = {"CO": get_adsorbate("*CO").atoms, "O": Atoms("O")}  # CO C-down (C first, O above)
 SITES = ("ontop", "fcc", "hcp", "bridge")
 
 systems, labels = [], []

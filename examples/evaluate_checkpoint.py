@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ase.build import add_adsorbate, bulk, fcc111, molecule
+from ase.build import add_adsorbate, bulk, fcc111
 from ase.constraints import FixAtoms
 
+from eqv2_calc.adsorbml import get_adsorbate
 from eqv2_calc.calculator import EquiformerV2Calculator
 
 checkpoint = sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "tests" / "data" / "ckpt_omat_stress.pt"
@@ -21,7 +22,7 @@ calc = EquiformerV2Calculator(model=checkpoint, device="auto")
 print(f"model: {checkpoint} on {calc.device}, predicts {', '.join(calc.implemented_properties)}")
 
 slab = fcc111("Cu", size=(2, 2, 3), vacuum=8.0)
-add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+add_adsorbate(slab, get_adsorbate("*CO").atoms, 1.9, "ontop")  # CO C-down
 slab.set_constraint(FixAtoms(indices=[atom.index for atom in slab if atom.tag == 3]))
 slab.calc = calc
 print(f"CO on Cu(111): E = {slab.get_potential_energy():.4f} eV, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -54,6 +56,22 @@ def test_fcc111_sites_are_top_bridge_fcc_and_hcp() -> None:
 
     kinds = {s.kind: s for s in sites}
     assert layer_below(kinds["top"]) == 1 and layer_below(kinds["hcp"]) == 2 and layer_below(kinds["fcc"]) == 3
+
+
+def test_site_enumeration_ignores_round_off_at_the_cell_edges() -> None:
+    """Sites on a cell edge are counted once whichever side round-off puts them (scipy/numpy/BLAS differ)."""
+    rng = np.random.default_rng(0)
+    expected = {"top": 9, "bridge": 27, "fcc": 9, "hcp": 9}
+    for shift in [(0.0, 0.0), (0.0, 1 / 3), (1 / 6, 1 / 3), (0.5, 1 / 3)] + [None] * 6:
+        slab = cu111()
+        if shift is None:  # +-1e-12 .. 3e-9 Angstrom of noise in x and y
+            slab.positions[:, :2] += rng.choice([-1, 1], (len(slab), 2)) * rng.choice([1e-12, 1e-9, 3e-9], (len(slab), 2))
+        else:
+            slab.translate(shift[0] * slab.cell[0] + shift[1] * slab.cell[1])
+        sites = heuristic_sites(slab, unique=False)
+        assert {kind: sum(s.kind == kind for s in sites) for kind in expected} == expected, shift
+        frac = np.array([np.linalg.solve(slab.cell.array.T, s.position)[:2] for s in sites])
+        assert ((frac > -1e-9) & (frac < 1)).all()
 
 
 def test_random_sites_lie_on_the_surface_in_the_cell() -> None:
@@ -129,6 +147,28 @@ def test_each_anomaly_rule_fires_on_its_case_only() -> None:
     hcp = next(site for site in heuristic_sites(cu111()) if site.kind == "hcp")  # a tag-0 atom right below
     intercalated.positions[-2:] = hcp.position + np.array([(0.0, 0.0, -0.5), (0.0, 0.0, 0.65)])  # C sinks in
     assert INTERCALATED in detect_anomalies(initial, intercalated)
+
+
+def test_anomaly_verdicts_match_fairchem_data_oc() -> None:
+    """Our verdicts equal fairchem-data-oc DetectTrajAnomaly's on stored cases (tools/make_anomaly_fixtures.py):
+    *OH, *CO, *NH2, *CH3, *OOH, *CHO on Pt/Cu(111), intact, stretched just inside/outside the bond cutoff
+    (radii + 0.6 A), broken, (almost) desorbed, surface changed, intercalated."""
+    import json
+
+    from ase.io import read
+
+    data = Path(__file__).parent / "data"
+    expected = json.loads((data / "anomaly_verdicts.json").read_text())
+    initial: dict[str, Atoms] = {}
+    found = {}
+    for frame in read(data / "anomaly_cases.extxyz", index=":"):
+        if frame.info["stage"] == "initial":
+            initial[frame.info["system"]] = frame
+        else:
+            name = f"{frame.info['system']} {frame.info['case']}"
+            found[name] = sorted(detect_anomalies(initial[frame.info["system"]], frame))
+    assert len(found) == len(expected) == 132
+    assert {k: v for k, v in found.items() if v != expected[k]} == {}
 
 
 def test_reference_schemes() -> None:

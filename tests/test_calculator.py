@@ -21,7 +21,7 @@ def calc() -> EquiformerV2Calculator:
 
 def slab_with_co() -> Atoms:
     slab = fcc111("Cu", size=(2, 2, 3), vacuum=6.0)
-    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], 1.9, "ontop")  # C-down: ase lists O first
     slab.set_constraint(FixAtoms(indices=[a.index for a in slab if a.tag == 3]))
     return slab
 

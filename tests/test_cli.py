@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from ase.build import bulk
 from ase.io import write
 
@@ -49,7 +50,7 @@ def _slab_file(tmp_path):
     from ase.build import add_adsorbate, fcc111, molecule
 
     slab = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
-    add_adsorbate(slab, molecule("CO"), 1.9, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], 1.9, "ontop")  # C-down: ase lists O first
     path = tmp_path / "slabs.extxyz"
     write(path, [slab, slab])
     return path
@@ -136,3 +137,77 @@ def test_adsorb_bad_inputs_get_one_line_errors(tmp_path) -> None:
         assert run.returncode == 2, (bulk_file, adsorbate, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+# ------------------------------------------------------------------- what a new user met (in-process: fast)
+@pytest.mark.parametrize("argv, flag", [
+    (["md", "x.xyz", "-o", "x.traj", "--steps", "0"], "--steps"),
+    (["md", "x.xyz", "-o", "x.traj", "--timestep", "-1"], "--timestep"),
+    (["md", "x.xyz", "-o", "x.traj", "--temperature", "0"], "--temperature"),
+    (["md", "x.xyz", "-o", "x.traj", "--loginterval", "-5"], "--loginterval"),
+    (["relax", "x.xyz", "-o", "y.xyz", "--fmax", "-0.05"], "--fmax"),
+    (["relax", "x.xyz", "-o", "y.xyz", "--steps", "-3"], "--steps"),
+    (["adsorb", "--bulk", "x.cif", "--adsorbate", "*O", "--fmax", "nan"], "--fmax"),
+])
+def test_non_positive_numbers_are_refused_naming_the_flag(argv, flag, capsys) -> None:
+    from eqv2_calc.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_structure_errors_name_file_and_frame(tmp_path, capsys) -> None:
+    from ase import Atoms
+
+    from eqv2_calc.cli import main
+
+    path = tmp_path / "frames.xyz"
+    write(path, [bulk("Cu", cubic=True), Atoms("Cu2", positions=[(0, 0, 0), (0, 0, 0.1)], cell=[9, 9, 9], pbc=True)])
+    for argv in (["predict", str(path)], ["relax", str(path), "-o", str(tmp_path / "r.xyz")],
+                 ["relax", str(path), "--batch", "-o", str(tmp_path / "r.xyz")]):
+        assert main([*argv, "--model", CHECKPOINT, "--quiet"]) == 2
+        assert f"{path}:1: atoms Cu0-Cu1 are 0.100 A apart" in capsys.readouterr().err
+    iron = tmp_path / "fe.xyz"
+    write(iron, bulk("Fe", cubic=True))
+    assert main(["predict", str(iron), "--quiet"]) == 2  # the demo model lists its training elements
+    assert f"{iron}:0 contains Fe, which eqV2-demo-EMT was not trained on" in capsys.readouterr().err
+    assert main(["predict", str(iron), "--quiet", "--allow-untrained-elements"]) == 0
+
+
+class _Payload:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_bad_checkpoints_get_one_line_of_ours(tmp_path, capsys) -> None:
+    import torch
+
+    from eqv2_calc.cli import main
+
+    structure = tmp_path / "cu.xyz"
+    write(structure, bulk("Cu"))
+    random_bytes, code = tmp_path / "random.pt", tmp_path / "code.pt"
+    random_bytes.write_bytes(bytes(range(256)) * 8)
+    torch.save({"config": {}, "state_dict": _Payload(tmp_path / "ran")}, code)
+    for path in (random_bytes, code):
+        assert main(["predict", "--model", str(path), str(structure), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "weights_only" not in err and f"cannot read checkpoint {path}" in err
+    assert "never runs code" in err and not (tmp_path / "ran").exists()
+
+
+def test_output_with_results_is_refused(tmp_path, capsys) -> None:
+    from eqv2_calc.cli import main
+
+    structure = tmp_path / "cu.xyz"
+    write(structure, bulk("Cu"))
+    for command in ("predict", "relax"):
+        argv = [command, str(structure), "-o", str(tmp_path / "out.csv"), "--results", str(tmp_path / "res")]
+        assert main(argv) == 2
+        assert "-o/--output" in capsys.readouterr().err and not (tmp_path / "res").exists()

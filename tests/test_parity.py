@@ -29,6 +29,9 @@ def test_matches_fairchem(config_name: str, structure_name: str) -> None:
     natoms = len(atoms)
     energy = atoms.get_potential_energy()
     forces = atoms.get_forces(apply_constraint=False)
+    if ref["stress"] is not None and not atoms.pbc.any():  # a molecule: fairchem answers, we give no stress
+        assert "stress" not in atoms.calc.results
+        ref = {**ref, "stress": None}
     stress = atoms.get_stress(voigt=False) if ref["stress"] is not None else None
 
     assert abs(energy - ref["energy_fixed_roll"]) / natoms < E_TOL

@@ -33,7 +33,7 @@ def demo_like_potential() -> Potential:
 
 def slab_with_co(height: float = 1.9):
     slab = fcc111("Cu", size=(2, 2, 3), vacuum=6.0)
-    add_adsorbate(slab, molecule("CO"), height, "ontop")
+    add_adsorbate(slab, molecule("CO")[::-1], height, "ontop")  # C-down: ase lists O first
     return slab
 
 

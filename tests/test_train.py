@@ -209,3 +209,68 @@ def test_training_reads_several_datasets(tiny_db: Path, tmp_path: Path) -> None:
     for bad in ([], [""], 3):
         with pytest.raises(ConfigError, match="must be a dataset path or a non-empty list"):
             tiny_config(tiny_db, tmp_path / "bad", data=bad)
+
+
+def _plain_extxyz(path: Path, energy_shift_per_atom: float = 0.0) -> Path:
+    """5 systems x 2 frames of EMT-labelled Cu/Pt cells, no `split` key; `system_id` ties a system's frames."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for system in range(5):
+        for frame in range(2):
+            atoms = bulk("Cu" if system % 2 else "Pt", "fcc", a=3.7 + 0.05 * system, cubic=True)
+            atoms.rattle(0.05, seed=10 * system + frame)
+            atoms.calc = EMT()
+            energy = atoms.get_potential_energy() + energy_shift_per_atom * len(atoms)
+            atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=atoms.get_forces())
+            atoms.info["system_id"] = f"system {system}"
+            frames.append(atoms)
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_data_without_split_key_is_split_by_structure(tmp_path: Path, caplog) -> None:
+    data = _plain_extxyz(tmp_path / "mine.extxyz")
+    with caplog.at_level("INFO", logger="eqv2_calc.train.loop"):
+        trainer = Trainer(tiny_config(data, tmp_path / "run", val_fraction=0.2))
+    assert "no `split` key: split automatically by structure" in caplog.text
+    train_ids = {a.info["system_id"] for a in trainer.train_set}
+    val_ids = {a.info["system_id"] for a in trainer.val_set}
+    assert len(trainer.train_set) == 8 and len(trainer.val_set) == 2 and not train_ids & val_ids
+    again = Trainer(tiny_config(data, tmp_path / "run2", val_fraction=0.2))
+    assert {a.info["system_id"] for a in again.val_set} == val_ids  # seeded
+
+
+def test_finetuning_refits_element_references_to_another_level_of_theory(tmp_path: Path) -> None:
+    from eqv2_calc.predict import evaluate
+
+    data = _plain_extxyz(tmp_path / "shifted.extxyz", energy_shift_per_atom=3.7)  # EMT + 3.7 eV/atom
+    options = dict(model={}, finetune_from="eqV2-demo-EMT", max_train_structures=None, val_fraction=0.2)
+
+    def error_per_atom(trainer) -> float:
+        predictions = evaluate(trainer.potential.eval(), trainer.train_set)
+        return max(abs(p.energy - a.get_potential_energy()) / len(a) for p, a in zip(predictions, trainer.train_set))
+
+    assert error_per_atom(Trainer(tiny_config(data, tmp_path / "a", **options))) > 3.0
+    assert error_per_atom(Trainer(tiny_config(data, tmp_path / "b", refit_references=True, **options))) < 0.1
+
+
+def test_stress_settings_without_a_stress_head_or_labels_are_refused(tiny_db: Path, tmp_path: Path) -> None:
+    from conftest import DATA
+
+    direct = load_potential(DATA / "ckpt_small.pt")
+    assert not direct.config.predicts_stress
+    with pytest.raises(ConfigError, match="no stress head"):
+        Trainer(tiny_config(tiny_db, tmp_path / "a", model={}, finetune_from=str(DATA / "ckpt_small.pt"),
+                            stress_weight=1.0))
+    with pytest.raises(ConfigError, match="no training structure has a stress label"):
+        Trainer(tiny_config(_plain_extxyz(tmp_path / "no_stress.extxyz"), tmp_path / "b", stress_weight=1.0))
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused(tiny_db: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"an earlier run")
+    with pytest.raises(ConfigError, match="exists .*new output_dir.*resume.*overwrite: true"):
+        Trainer(tiny_config(tiny_db, tmp_path / "run"))
+    assert Trainer(tiny_config(tiny_db, tmp_path / "run", overwrite=True)).step == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from eqv2_calc.checkpoint import load_potential, read_checkpoint, save_checkpoint
 from eqv2_calc.data.dataset import load_structures
+from eqv2_calc.data.emt import METALS
 from eqv2_calc.hub import sha256_file
 from eqv2_calc.train.loop import mean_absolute_errors
 
@@ -51,6 +52,7 @@ def registry_entry(potential, metrics: dict) -> dict:
                          "sphere_channels": c.sphere_channels, "max_radius": c.max_radius,
                          "max_neighbors": c.max_neighbors, "max_num_elements": c.max_num_elements},
         "supported": True,
+        "elements": [*METALS, "H", "C", "N", "O"],  # the training set's elements: others are refused
         "notes": (f"Conservative forces (-dE/dx) and stress, smooth cutoff envelope. Held-out test vs EMT: "
                   f"energy MAE {metrics['energy_mae_meV_per_atom']:.1f} meV/atom, force MAE "
                   f"{metrics['force_mae_meV_per_A']:.0f} meV/A ({metrics['test_structures']} structures). "

@@ -1,7 +1,11 @@
 """AdsorbML's physical-validity rules for a relaxed adsorbate+slab (fairchem `DetectTrajAnomaly` semantics).
 
 Two atoms are bonded when their distance is below the sum of their covalent radii times a multiplier
-(ASE `natural_cutoffs`), periodic images included. Tags: 0 subsurface, 1 surface, 2 adsorbate.
+(ASE `natural_cutoffs`) plus twice ASE's neighbour-list skin (0.3 Angstrom each), periodic images included:
+fairchem builds its `NeighborList` with ASE's default skin, and ASE adds the skin to every atom's cutoff, so
+O-H (0.97 A radii sum), N-H (1.02) and C-H (1.07) count as bonded up to 1.57, 1.62 and 1.67 A. Without that
+cushion the equilibrium X-H bonds sit right at the cutoff and round-off decides the verdict.
+Tags: 0 subsurface, 1 surface, 2 adsorbate.
 
 - dissociated: the bonds among adsorbate atoms (multiplier 1.0) differ between the initial and final structure;
 - desorbed: no adsorbate atom is bonded to any slab atom in the final structure (multiplier 1.5);
@@ -26,14 +30,17 @@ ANOMALIES = (DISSOCIATED, DESORBED, SURFACE_CHANGED, INTERCALATED)
 # fairchem DetectTrajAnomaly defaults: cutoff multipliers of the desorption and surface-change rules.
 DESORPTION_MULTIPLIER = 1.5
 SURFACE_CHANGE_MULTIPLIER = 1.5
+# ASE NeighborList's default skin (Angstrom), which fairchem keeps; added to each atom's cutoff radius.
+BOND_SKIN_A = 0.3
 
 
 def connectivity(atoms: Atoms, multiplier: float = 1.0) -> np.ndarray:
-    """(N, N) bool matrix: atoms i and j are bonded (distance < multiplier * (r_cov,i + r_cov,j), any image)."""
+    """(N, N) bool matrix: atoms i and j are bonded, i.e. some image of j lies closer to i than
+    multiplier * (r_cov,i + r_cov,j) + 2 * BOND_SKIN_A (Angstrom); the diagonal marks an atom bonded to its own image."""
     if len(atoms) == 0:
         return np.zeros((0, 0), dtype=bool)
     neighbors = NeighborList(natural_cutoffs(atoms, mult=multiplier), self_interaction=False, bothways=True,
-                             skin=0.0)
+                             skin=BOND_SKIN_A)
     neighbors.update(atoms)
     return neighbors.get_connectivity_matrix(sparse=False).astype(bool)
 

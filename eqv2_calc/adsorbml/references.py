@@ -19,13 +19,12 @@ from functools import lru_cache
 from ..errors import UnsupportedElementError
 from ..hub import ModelEntry
 from ..predict import DEMO_MODEL
+from ..validation import training_elements
 
 # Gas-phase molecules of the EMT references, relaxed with BFGS to this force (eV/Angstrom) in a box of
 # this size (Angstrom, non-periodic).
 EMT_GAS_FMAX = 1e-3
 EMT_GAS_BOX_A = 12.0
-# Elements of the demo model's training data (`eqv2 data emt`: eqv2_calc.data.emt.METALS + H/C/N/O adsorbates).
-DEMO_ADSORBATE_ELEMENTS = ("H", "C", "N", "O")
 
 
 @lru_cache(maxsize=None)
@@ -88,12 +87,10 @@ def reference_scheme(entry: ModelEntry | None, gas_references: Mapping[str, floa
 
 
 def known_elements(entry: ModelEntry | None) -> set[str] | None:
-    """Elements the model was trained on: the demo model's EMT set, else None (any Z below `max_num_elements`)."""
-    if entry is not None and entry.name == DEMO_MODEL:
-        from ..data.emt import METALS
-
-        return set(METALS) | set(DEMO_ADSORBATE_ELEMENTS)
-    return None
+    """Elements the model was trained on (its registry entry's `elements`), else None (any Z below
+    `max_num_elements`)."""
+    known = training_elements(entry)
+    return None if known is None else set(known)
 
 
 def check_known_elements(symbols: Iterable[str], entry: ModelEntry | None, max_num_elements: int | None, what: str) -> None:

@@ -4,7 +4,8 @@ The surface atoms (tag 1) are tiled 3x3 in the a-b plane and triangulated in x-y
 only triangles with a vertex in the central cell are kept, so the cell edges bias nothing (as fairchem's
 random sites do). Heuristic sites are the atoms (top), edge midpoints (bridge)
 and triangle centroids (hollow; fcc or hcp when a subsurface atom does or does not lie right below),
-reduced to symmetry-distinct ones by their local environment. Random sites are uniform points on the
+wrapped into the cell and merged with their periodic images (so a site on a cell edge is counted once,
+whatever side round-off puts it on), then reduced to symmetry-distinct ones by their local environment. Random sites are uniform points on the
 triangles. A site's z is interpolated between its surface atoms; the normal is +z.
 """
 
@@ -21,6 +22,8 @@ from .slabs import SURFACE_TAG, check_slab
 
 # Sites closer than this (Angstrom) after wrapping into the cell are one site.
 SAME_SITE_A = 0.05
+# Fractional coordinates this close below 1 wrap to 0 (a point on a cell edge belongs to the cell once).
+WRAP_TOLERANCE = 1e-9
 # A subsurface atom within this lateral distance (Angstrom) of a hollow is "below" it.
 BELOW_A = 0.5
 # Slab atoms within this distance (Angstrom) of a site make its environment fingerprint.
@@ -51,9 +54,11 @@ class Site:
 class _Mesh:
     """The triangulated 3x3 tiling of the surface atoms.
 
-    `points` (M, 3) positions in Angstrom, `index` (M,) slab index of each point, `triangles` (T, 3) point indices.
+    `points` (M, 3) positions in Angstrom (the first `central` ones in the cell itself), `index` (M,) slab
+    index of each point, `triangles` (T, 3) point indices.
     """
 
+    central: int
     points: np.ndarray
     index: np.ndarray
     triangles: np.ndarray
@@ -66,9 +71,7 @@ def _mesh(slab: Atoms) -> _Mesh:
     surface = np.flatnonzero(slab.get_tags() == SURFACE_TAG)
     a, b = slab.cell[0], slab.cell[1]
     shifts = [i * a + j * b for i in (0, -1, 1) for j in (0, -1, 1)]  # central cell first
-    frac = slab.cell.scaled_positions(slab.positions[surface])
-    frac[:, :2] %= 1.0
-    points = np.concatenate([frac @ slab.cell.array + s for s in shifts])
+    points = np.concatenate([_wrap(slab, slab.positions[surface]) + s for s in shifts])
     index = np.tile(surface, len(shifts))
     try:
         triangles = Delaunay(points[:, :2]).simplices
@@ -76,7 +79,7 @@ def _mesh(slab: Atoms) -> _Mesh:
         raise SlabError(f"the surface atoms of {slab.get_chemical_formula()} cannot be triangulated "
                         f"(they lie on a line?): {str(exc).splitlines()[0]}") from exc
     central = triangles < len(surface)
-    return _Mesh(points, index, triangles[central.any(axis=1)])
+    return _Mesh(len(surface), points, index, triangles[central.any(axis=1)])
 
 
 def _in_central_cell(slab: Atoms, positions: np.ndarray) -> np.ndarray:
@@ -86,17 +89,23 @@ def _in_central_cell(slab: Atoms, positions: np.ndarray) -> np.ndarray:
     return ((frac >= -tol) & (frac < 1 - tol)).all(axis=1)
 
 
+def _wrap(slab: Atoms, positions: np.ndarray) -> np.ndarray:
+    """(K, 3) `positions` (Angstrom) moved into the cell along a and b: fractional a, b in [0, 1), z kept."""
+    frac = np.linalg.solve(slab.cell.array.T, positions.T).T
+    frac[:, :2] -= np.floor(frac[:, :2])
+    frac[:, :2][frac[:, :2] > 1 - WRAP_TOLERANCE] = 0.0
+    return frac @ slab.cell.array
+
+
 def _wrapped_unique(slab: Atoms, positions: np.ndarray) -> list[int]:
     """Indices of `positions` that are distinct sites after wrapping into the cell (first one kept)."""
     from ase.geometry import get_distances
 
+    _, d = get_distances(positions, positions, cell=slab.cell, pbc=(True, True, False))
     keep: list[int] = []
-    for i, p in enumerate(positions):
-        if keep:
-            _, d = get_distances(p[None], positions[keep], cell=slab.cell, pbc=(True, True, False))
-            if d.min() < SAME_SITE_A:
-                continue
-        keep.append(i)
+    for i in range(len(positions)):
+        if not keep or d[i, keep].min() >= SAME_SITE_A:
+            keep.append(i)
     return keep
 
 
@@ -150,7 +159,7 @@ def heuristic_sites(slab: Atoms, *, unique: bool = True) -> list[Site]:
     """
     mesh = _mesh(slab)
     candidates: list[tuple[np.ndarray, str, tuple[int, ...]]] = []
-    for i in range(len(mesh.points)):  # every point; the central-cell filter comes below
+    for i in range(mesh.central):
         candidates.append((mesh.points[i], "top", (int(mesh.index[i]),)))
     edges = {tuple(sorted((int(t[i]), int(t[(i + 1) % 3])))) for t in mesh.triangles for i in range(3)}
     for p, q in sorted(edges):
@@ -159,10 +168,8 @@ def heuristic_sites(slab: Atoms, *, unique: bool = True) -> list[Site]:
         vertices = mesh.points[t]
         centre = vertices.mean(axis=0)
         candidates.append((centre, _hollow_kind(slab, centre, vertices), tuple(int(k) for k in mesh.index[t])))
-    inside = _in_central_cell(slab, np.array([c[0] for c in candidates]))
-    candidates = [c for c, ok in zip(candidates, inside) if ok]
-    candidates = [candidates[i] for i in _wrapped_unique(slab, np.array([c[0] for c in candidates]))]
-    sites = [Site(np.asarray(p, dtype=float), kind, atoms) for p, kind, atoms in candidates]
+    positions = _wrap(slab, np.array([c[0] for c in candidates]))
+    sites = [Site(positions[i], candidates[i][1], candidates[i][2]) for i in _wrapped_unique(slab, positions)]
     if not unique:
         return sites
     seen: set[tuple] = set()

@@ -29,9 +29,12 @@ class TrainConfig:
     # or an entry {path, split, limit} puts a whole file in one split (see data.dataset.load_datasets)
     data: str | list[str | dict]
     output_dir: str = "runs/eqv2"
+    overwrite: bool = False  # replace output_dir/checkpoint.pt of an earlier run (else refused)
     model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
     finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
     add_layers: int = 0  # with finetune_from: append blocks that start as the identity (train.grow)
+    refit_references: bool = False  # with finetune_from: refit per-element energies to the data first
+    val_fraction: float = 0.1  # data without a `split` key: this share of the structures validates
     resume: str | None = None  # checkpoint written by a previous run of this trainer
     train_split: str = "train"
     val_split: str = "val"
@@ -68,6 +71,12 @@ class TrainConfig:
         if self.add_layers < 0 or (self.add_layers and not self.finetune_from):
             raise ConfigError(f"add_layers={self.add_layers} must be >= 0 and needs `finetune_from` (blocks are "
                               f"added to a trained network; a new one takes `model: {{num_layers: ...}}`)")
+        if self.refit_references and not self.finetune_from:
+            raise ConfigError("refit_references needs `finetune_from` (a new model fits its references anyway)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be between 0 and 1")
+        if self.stress_weight < 0:
+            raise ConfigError(f"stress_weight={self.stress_weight} must be >= 0")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")

@@ -23,12 +23,13 @@ from tqdm import tqdm
 
 from ..calculator import resolve_device
 from ..checkpoint import load_potential, read_checkpoint, save_checkpoint
-from ..data.dataset import check_elements, label_forces, label_stress, load_datasets
+from ..data.dataset import SplitNotFoundError, check_elements, label_forces, label_stress, load_datasets
 from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
 from ..potential import Normalizer, Potential
 from .config import TrainConfig
 from .grow import add_identity_blocks
+from .split import split_by_structure
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,26 @@ def fit_element_references(structures: list[Atoms]) -> torch.Tensor:
     refs = torch.zeros(NUM_ELEMENT_REFS, dtype=torch.float64)
     refs[elements] = torch.as_tensor(solution)
     return refs
+
+
+def refit_element_references(potential: Potential, structures: list[Atoms], batch_size: int = 8) -> dict[str, float]:
+    """Shift `potential`'s per-element energies (eV) by the least-squares fit of label - prediction over
+    `structures`: a total-energy model moved to another level of theory (another DFT code, functional or
+    pseudopotentials) starts from the new data's energy zero. Elements absent from `structures` keep theirs.
+    Returns the shift per element symbol, eV."""
+    from ase.data import chemical_symbols
+
+    from ..predict import evaluate
+
+    predicted = np.concatenate([[p.energy for p in evaluate(potential, structures[i : i + batch_size])]
+                                for i in range(0, len(structures), batch_size)])
+    residuals = np.array([a.get_potential_energy() for a in structures]) - predicted
+    elements = sorted({int(z) for atoms in structures for z in atoms.numbers})
+    counts = np.array([[np.count_nonzero(atoms.numbers == z) for z in elements] for atoms in structures], float)
+    shift, *_ = np.linalg.lstsq(counts, residuals, rcond=None)
+    refs = potential.element_references
+    refs[elements] += torch.as_tensor(shift, dtype=refs.dtype, device=refs.device)
+    return {chemical_symbols[z]: float(s) for z, s in zip(elements, shift)}
 
 
 def energy_normalizer(structures: list[Atoms]) -> Normalizer:
@@ -155,14 +176,22 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.rng = random.Random(config.seed)
         self.out_dir = Path(config.output_dir)
-        self.train_set = load_datasets(config.data, split=config.train_split)
-        self.val_set = load_datasets(config.data, split=config.val_split)
+        final = self.out_dir / "checkpoint.pt"
+        if final.exists() and not (config.resume or config.overwrite):
+            raise ConfigError(f"{final} exists (an earlier run): give a new output_dir, `resume: {final}` to "
+                              "continue that run, or `overwrite: true` to replace it")
+        self.train_set, self.val_set = self._load_splits()
         if config.max_train_structures:
             self.train_set = self.train_set[: config.max_train_structures]
         if not self.train_set:
             raise ConfigError(f"{config.data}: no structures in split '{config.train_split}'")
         self.potential = self._build_potential().to(self.device)
         check_elements(self.train_set + self.val_set, self.potential.config.max_num_elements)
+        self._check_stress_settings()
+        if config.refit_references and not config.resume:
+            shifts = refit_element_references(self.potential.eval(), self.train_set, config.batch_size)
+            log.info("refit per-element references to %s (eV, added): %s", config.data,
+                     ", ".join(f"{el} {value:+.4f}" for el, value in shifts.items()))
         self.params = [p for p in self.potential.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.ema = ExponentialMovingAverage(self.params, config.ema_decay, config.ema_warmup)
@@ -193,6 +222,31 @@ class Trainer:
         if model.config.direct_forces:
             normalizers["forces"] = Normalizer(0.0, energy_norm.rmsd)
         return Potential(model, normalizers, refs.float())
+
+    def _load_splits(self) -> tuple[list[Atoms], list[Atoms]]:
+        """The `train_split` / `val_split` structures; data without any `split` key are split by structure."""
+        cfg = self.config
+        try:
+            return load_datasets(cfg.data, split=cfg.train_split), load_datasets(cfg.data, split=cfg.val_split)
+        except SplitNotFoundError:
+            everything = load_datasets(cfg.data)
+            if any("split" in atoms.info for atoms in everything):
+                raise
+        train, val = split_by_structure(everything, cfg.val_fraction, cfg.seed)
+        log.info("%s has no `split` key: split automatically by structure (seed %d, val_fraction %g): %d train, "
+                 "%d validation structures", cfg.data, cfg.seed, cfg.val_fraction, len(train), len(val))
+        return train, val
+
+    def _check_stress_settings(self) -> None:
+        cfg = self.config
+        if cfg.stress_weight <= 0:
+            return
+        if not self.potential.config.predicts_stress:
+            raise ConfigError(f"stress_weight={cfg.stress_weight}, but this model has no stress head (direct forces "
+                              "without a stress output): set stress_weight: 0, or fine-tune a stress-predicting model")
+        if not any("stress" in atoms.calc.results for atoms in self.train_set):
+            raise ConfigError(f"stress_weight={cfg.stress_weight}, but no training structure has a stress label "
+                              "(the stress term would never be used): set stress_weight: 0, or add stresses")
 
     def _resume(self, path: str) -> None:
         checkpoint = read_checkpoint(path)
