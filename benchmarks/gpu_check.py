@@ -56,7 +56,7 @@ MODES = {
                 md_reps=1, md_steps=2, sync_size=20),
 }
 MD_SKIN = 1.0
-ADSORBATES = ("CO", "OH", "CH3", "N2", "H2O", "NH3")
+ADSORBATES = ("*CO", "*OH", "*CH3", "*N2", "*OH2", "*NH3")  # OC20 geometries, binding atom down
 
 
 def synchronize(device: torch.device) -> None:
@@ -223,14 +223,17 @@ def speed(potential, device: torch.device, sizes: list[int], repeats: int, peak:
 
 def slab_systems(count: int) -> list:
     """`count` Cu(111) 3x3x3 slabs with one of `ADSORBATES` on top, rattled, FixAtoms on the bottom layer."""
-    from ase.build import add_adsorbate, fcc111, molecule
+    from ase.build import add_adsorbate, fcc111
     from ase.constraints import FixAtoms
+
+    from eqv2_calc.adsorbml import get_adsorbate
 
     systems = []
     for i in range(count):
         slab = fcc111("Cu", size=(3, 3, 3), vacuum=8.0)
         slab.set_constraint(FixAtoms(indices=[a.index for a in slab if a.tag == 3]))
-        add_adsorbate(slab, molecule(ADSORBATES[i % len(ADSORBATES)]), 1.9, "ontop")
+        adsorbate = get_adsorbate(ADSORBATES[i % len(ADSORBATES)])
+        add_adsorbate(slab, adsorbate.atoms, 1.9, "ontop", mol_index=adsorbate.binding_indices[0])
         slab.rattle(0.05, seed=i)
         systems.append(slab)
     return systems

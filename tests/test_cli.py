@@ -19,6 +19,16 @@ def eqv2(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "eqv2_calc.cli", *args], capture_output=True, text=True, check=False)
 
 
+def eqv2_in_process(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """`eqv2 ARGS` through `cli.main` in this process (no torch start per call); stdout/stderr captured."""
+    from eqv2_calc.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["eqv2", *args], code, out.out, out.err)
+
+
 def test_info() -> None:
     result = eqv2("info", CHECKPOINT, "--json")
     assert result.returncode == 0, result.stderr
@@ -91,7 +101,7 @@ def test_relax_and_md_commands(tmp_path) -> None:
     assert (tmp_path / "md.png").stat().st_size > 0
 
 
-def test_bad_files_get_one_line_errors(tmp_path) -> None:
+def test_bad_files_get_one_line_errors(tmp_path, capsys) -> None:
     (tmp_path / "unknown.xyz").write_text("1\n\nXx 0 0 0\n")
     (tmp_path / "garbage.cif").write_text("this is not a CIF\n")
     write(tmp_path / "empty.extxyz", bulk("Cu")[[]])
@@ -99,11 +109,12 @@ def test_bad_files_get_one_line_errors(tmp_path) -> None:
              "missing.cif": "no such file"}
     for name, message in cases.items():
         for command in (["predict"], ["relax", "-o", str(tmp_path / "out.xyz")], ["md", "-o", str(tmp_path / "o.traj")]):
-            run = eqv2(*command, "--model", CHECKPOINT, str(tmp_path / name))
+            run = eqv2_in_process(capsys, *command, "--model", CHECKPOINT, str(tmp_path / name))
             assert run.returncode == 2, (name, command, run.stderr)
             assert message in run.stderr and "Traceback" not in run.stderr
             assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    optimizer = eqv2("relax", "--model", CHECKPOINT, str(_slab_file(tmp_path)), "-o", "x.xyz", "--optimizer", "Nope")
+    optimizer = eqv2_in_process(capsys, "relax", "--model", CHECKPOINT, str(_slab_file(tmp_path)), "-o",
+                                str(tmp_path / "x.xyz"), "--optimizer", "Nope")
     assert optimizer.returncode == 2 and "unknown optimizer" in optimizer.stderr
 
 
@@ -119,7 +130,7 @@ def test_adsorb_screens_and_writes_results(tmp_path) -> None:
     assert len(list((out / "top").glob("*.POSCAR"))) == 2
 
 
-def test_adsorb_bad_inputs_get_one_line_errors(tmp_path) -> None:
+def test_adsorb_bad_inputs_get_one_line_errors(tmp_path, capsys) -> None:
     from ase.build import molecule
 
     write(tmp_path / "Cu.cif", bulk("Cu", "fcc", a=3.59))
@@ -133,7 +144,7 @@ def test_adsorb_bad_inputs_get_one_line_errors(tmp_path) -> None:
         ("missing.cif", "*O"): "no such file",
     }
     for (bulk_file, adsorbate), message in cases.items():
-        run = eqv2("adsorb", "--bulk", str(tmp_path / bulk_file), "--adsorbate", adsorbate, *common)
+        run = eqv2_in_process(capsys, "adsorb", "--bulk", str(tmp_path / bulk_file), "--adsorbate", adsorbate, *common)
         assert run.returncode == 2, (bulk_file, adsorbate, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr

@@ -28,10 +28,12 @@ def _fixed(atoms) -> list[int]:
 
 def _same(read_back, written, *, tags: bool = True, fixed: bool = True, cell_only_lengths: bool = False) -> None:
     assert read_back.get_chemical_symbols() == written.get_chemical_symbols()
-    np.testing.assert_allclose(read_back.get_positions(), written.get_positions(), atol=1e-5)
-    if cell_only_lengths:  # CIF stores lengths and angles: the same lattice in a standard orientation
+    if cell_only_lengths:  # CIF stores lengths and angles (a standard orientation) and fractional coordinates in [0, 1)
         np.testing.assert_allclose(read_back.cell.cellpar(), written.cell.cellpar(), atol=1e-4)
+        shift = read_back.get_scaled_positions(wrap=False) - written.get_scaled_positions(wrap=False)
+        np.testing.assert_allclose((shift - np.round(shift)) @ np.array(written.cell), 0.0, atol=1e-5)
     else:
+        np.testing.assert_allclose(read_back.get_positions(), written.get_positions(), atol=1e-5)
         np.testing.assert_allclose(np.array(read_back.cell), np.array(written.cell), atol=1e-5)
     if tags:
         assert read_back.get_tags().tolist() == written.get_tags().tolist()
