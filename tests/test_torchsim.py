@@ -134,11 +134,12 @@ def test_batch_equals_calculator_per_structure(demo: EquiformerV2Model, demo_cal
         assert np.abs(out["forces"][start : start + len(atoms)].numpy() - forces).max() < 2e-4
         assert np.abs(out["stress"][b].numpy() - stress).max() < 1e-5
         start += len(atoms)
-    # under torch.no_grad() (users wrap inference in it) the conservative derivatives are unchanged
+    # under torch.no_grad() (users wrap inference in it) the conservative derivatives are unchanged, up to the
+    # float32 round-off of multi-threaded sums (their order varies from call to call with 2+ threads)
     with torch.no_grad():
         again = demo(state)
     for key in ("energy", "forces", "stress"):
-        assert torch.equal(again[key], out[key])
+        torch.testing.assert_close(again[key], out[key], rtol=1e-6, atol=1e-6)
 
 
 def test_stress_checkpoint_and_no_stress_checkpoint(omat: EquiformerV2Model) -> None:
