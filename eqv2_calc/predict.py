@@ -24,7 +24,7 @@ from .errors import InvalidStructureError
 from .hub import ModelEntry, find_entry, load_model, warn_if_misfit
 from .potential import Potential
 from .structures import StructureLike, to_atoms_list
-from .validation import check_structure, labelled
+from .validation import check_structure, labelled, structure_labels
 
 # The small model trained by us on EMT data and shipped inside the package (not DFT: a demo).
 DEMO_MODEL = "eqV2-demo-EMT"
@@ -140,7 +140,7 @@ def stress_defined(potential: Potential, pbc: Sequence[bool] | np.ndarray) -> bo
 
 def run_potential(
     potential: Potential, structures: Sequence[Atoms], graphs: GraphBuilder | None = None
-) -> tuple[AtomicGraph, dict[str, torch.Tensor]]:
+) -> dict[str, torch.Tensor]:
     """One model call on the graph of all `structures` (one graph, built on the model's device).
 
     The shared core of `evaluate` (predict, the calculator, `relax_many`) and of
@@ -148,7 +148,7 @@ def run_potential(
     gradients back on for dE/dx themselves).
 
     Returns:
-        The graph and the detached outputs on the model's device in its dtype: `energy` (B,) eV, `forces`
+        The detached outputs on the model's device in its dtype: `energy` (B,) eV, `forces`
         (N, 3) eV/Angstrom and, when the model predicts it, `stress` (B, 3, 3) eV/Angstrom^3 (ASE sign).
 
     Raises:
@@ -165,7 +165,7 @@ def run_potential(
             f"the model returned a non-finite energy for structure {b} ({structures[b].get_chemical_formula()}); "
             "check the structure and checkpoint"
         )
-    return graph, out
+    return out
 
 
 def evaluate(
@@ -177,7 +177,7 @@ def evaluate(
         InvalidStructureError: a structure the graph or the model cannot take (see `build_graph`).
         FloatingPointError: the model returned a non-finite energy.
     """
-    _, out = run_potential(potential, structures, graphs)
+    out = run_potential(potential, structures, graphs)
     energies = out["energy"].cpu().double().numpy()
     forces = np.split(out["forces"].cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
     stress = out["stress"].cpu().double().numpy() if "stress" in out else None
@@ -222,9 +222,7 @@ def predict(
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
-    labels = list(labels) if labels is not None else [f"structure {i}" for i in range(len(atoms_list))]
-    if len(labels) != len(atoms_list):
-        raise ValueError(f"{len(labels)} labels for {len(atoms_list)} structures")
+    labels = structure_labels(labels, len(atoms_list))
     potential, entry = resolve_model(model, device, dtype)
     for atoms, label in zip(atoms_list, labels):
         check_structure(atoms, entry, label, allow_untrained_elements)

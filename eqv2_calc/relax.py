@@ -29,7 +29,7 @@ from .calculator import as_calculator
 from .potential import Potential
 from .predict import DEMO_MODEL, evaluate, resolve_model
 from .structures import StructureLike, to_atoms, to_atoms_list
-from .validation import check_structure
+from .validation import check_structure, structure_labels
 
 # ASE FIRE defaults (ase/optimize/fire.py; Bitzek et al., PRL 97, 170201 (2006)): time step and its
 # cap (ASE time units, unit masses), largest step per structure (Angstrom), steps before the time step
@@ -344,9 +344,7 @@ def relax_many(
     from tqdm.auto import tqdm
 
     atoms_list = to_atoms_list(structures)
-    labels = list(labels) if labels is not None else [f"structure {i}" for i in range(len(atoms_list))]
-    if len(labels) != len(atoms_list):
-        raise ValueError(f"{len(labels)} labels for {len(atoms_list)} structures")
+    labels = structure_labels(labels, len(atoms_list))
     potential, entry = resolve_model(model, device, dtype)
     for atoms, label in zip(atoms_list, labels):  # at the start; the FIRE steps do not check distances again
         check_structure(atoms, entry, label, allow_untrained_elements)

@@ -127,7 +127,7 @@ class EquiformerV2Model(ModelInterface):
             TypeError: the state's dtype is not the model's.
         """
         structures = self.state_to_atoms(state)
-        _, out = run_potential(self.potential, structures, self.graphs)
+        out = run_potential(self.potential, structures, self.graphs)
         results = {"energy": out["energy"]}
         if self._compute_forces:
             results["forces"] = out["forces"]

@@ -80,6 +80,20 @@ def check_distances(atoms: Atoms, what: str) -> None:
         )
 
 
+def structure_labels(labels: Iterable[str] | None, count: int) -> list[str]:
+    """A name per structure for error messages: `labels` (e.g. "file.xyz:3"), or "structure i" when None.
+
+    Raises:
+        ValueError: `labels` does not hold one name per structure.
+    """
+    if labels is None:
+        return [f"structure {i}" for i in range(count)]
+    labels = list(labels)
+    if len(labels) != count:
+        raise ValueError(f"{len(labels)} labels for {count} structures")
+    return labels
+
+
 def labelled(exc: Exception, label: str) -> Exception:
     """The same kind of error with `label` (e.g. "file.xyz:3") naming the structure: a message about
     "structure ..." gets the label in that word's place, any other gets it in front."""
