@@ -54,14 +54,17 @@ class SphereGrid(nn.Module):
 
     def to_grid(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, n, C) -> (G, B, C)`."""
+        return self._grid_product(x).reshape(self.num_points, x.shape[0], x.shape[2])
+
+    def _grid_product(self, x: torch.Tensor) -> torch.Tensor:
+        """The grid values of `(B, n, C)` coefficients as the GEMM produced them: `(long, lat * B * C)` or
+        `(G, B * C)`, a tensor of its own (not a view), so that an in-place op on it needs no autograd copy."""
         batch, n, channels = x.shape
         columns = x.transpose(0, 1).reshape(n, batch * channels)
         if self.separable:
             legendre = self.to_lat @ columns  # (M * lat, B * C)
-            grid = self.to_long @ legendre.reshape(self.to_long.shape[1], -1)  # (long, lat * B * C)
-        else:
-            grid = self.to_grid_mat @ columns
-        return grid.reshape(self.num_points, batch, channels)
+            return self.to_long @ legendre.reshape(self.to_long.shape[1], -1)
+        return self.to_grid_mat @ columns
 
     def from_grid(self, grid: torch.Tensor) -> torch.Tensor:
         """`(G, B, C) -> (B, n, C)`."""
@@ -76,9 +79,11 @@ class SphereGrid(nn.Module):
     def silu(self, x: torch.Tensor) -> torch.Tensor:
         """S2 activation: SiLU applied pointwise on the sphere, `(B, n, C) -> (B, n, C)`.
 
-        In place on the fresh grid tensor: PyTorch's out-of-place SiLU is ~3x slower on these large
-        tensors (2 CPU threads), and autograd supports the in-place form."""
-        return self.from_grid(nn.functional.silu(self.to_grid(x), inplace=True))
+        In place on the fresh GEMM output: PyTorch's out-of-place SiLU is ~3x slower on these large tensors
+        (2 CPU threads). On the output itself, not on a reshaped view of it: in place on a view, autograd
+        copies the whole base in the forward and again in the backward (~20 % of a demo-model forces call)."""
+        grid = nn.functional.silu(self._grid_product(x), inplace=True)
+        return self.from_grid(grid.reshape(self.num_points, x.shape[0], x.shape[2]))
 
 
 def separable_s2_act(grid: SphereGrid, scalars: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

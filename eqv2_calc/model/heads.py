@@ -93,9 +93,9 @@ class Rank2Head(nn.Module):
         sph = o3.spherical_harmonics(list(range(self.lmax + 1)), edge_vec, normalize=False)
         sph = self.sphharm_norm(sph.unsqueeze(2)).squeeze(2)
         if self.use_source_target_embedding:
-            x_edge = torch.cat((x[edges.source], x[edges.target]), dim=2)
+            x_edge = torch.cat((x.index_select(0, edges.source), x.index_select(0, edges.target)), dim=2)
         else:
-            x_edge = x[edges.target]
+            x_edge = x.index_select(0, edges.target)
         x_edge = self.xedge_layer_norm(torch.einsum("abc,ab->ac", x_edge, sph))
         num_nodes = edges.num_nodes
 
