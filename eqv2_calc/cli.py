@@ -234,8 +234,8 @@ def _cmd_adsorb(args: argparse.Namespace) -> int:
     settings = SlabSettings(min_slab_size=args.min_slab_size, min_ab=args.min_ab)
     systems = run_adsorbml(args.bulk, args.adsorbate, _model(args), miller=args.miller, max_miller=args.max_miller,
                            slab_settings=settings, binding_indices=args.binding_atoms, num_random=args.num_random,
-                           fmax=args.fmax, steps=args.steps, batch_size=args.batch, seed=args.seed,
-                           device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
+                           fmax=args.fmax, steps=args.steps, optimizer=args.optimizer, batch_size=args.batch,
+                           seed=args.seed, device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
     for line in summary_lines(systems, args.top_k):
         print(line)
     paths = write_results(systems, args.output, args.top_k, plot=args.plot)
@@ -261,8 +261,8 @@ def _adsorb_systems(args: argparse.Namespace) -> int:
     if not bulks:
         raise ValueError(f"{args.systems}: no row could be used")
     args.results = args.results or args.output
-    task = adsorb_task(num_random=args.num_random, fmax=args.fmax, steps=args.steps, batch_size=args.batch,
-                       seed=args.seed, min_slab_size=args.min_slab_size, min_ab=args.min_ab)
+    task = adsorb_task(num_random=args.num_random, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
+                       batch_size=args.batch, seed=args.seed, min_slab_size=args.min_slab_size, min_ab=args.min_ab)
     return _run_scaled(args, bulks, labels, task) or int(bool(skipped))
 
 
@@ -489,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--num-random", type=int, default=20, help="random placements per slab (default 20; "
                         "AdsorbML used 100)")
     adsorb.add_argument("--fmax", type=positive_float, default=0.05, help="force threshold, eV/A (default 0.05)")
-    adsorb.add_argument("--steps", type=positive_int, default=300, help="most FIRE steps per structure (default 300)")
+    adsorb.add_argument("--steps", type=positive_int, default=300, help="most optimizer steps per structure (default 300)")
+    adsorb.add_argument("--optimizer", choices=("FIRE", "LBFGS"), default="FIRE",
+                        help="batched optimizer of the relaxations (default FIRE; AdsorbML used LBFGS)")
     adsorb.add_argument("--batch", type=positive_int, default=32, help="structures relaxed together (default 32)")
     adsorb.add_argument("--max-atoms", type=int, help="atoms per model call (default: sized from the memory a "
                         "call needs; on a CPU at most 256)")

@@ -222,3 +222,17 @@ def test_output_with_results_is_refused(tmp_path, capsys) -> None:
         argv = [command, str(structure), "-o", str(tmp_path / "out.csv"), "--results", str(tmp_path / "res")]
         assert main(argv) == 2
         assert "-o/--output" in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
+def test_adsorb_defaults_are_the_screens() -> None:
+    """The parser spells its defaults out (it imports no torch); they must stay the library's."""
+    from eqv2_calc.adsorbml.screen import DEFAULT_NUM_RANDOM, SCREEN_FMAX, SCREEN_OPTIMIZER, SCREEN_STEPS
+    from eqv2_calc.cli import build_parser
+    from eqv2_calc.relax import BATCH_OPTIMIZERS
+
+    args = build_parser().parse_args(["adsorb", "--bulk", "Cu.cif", "--adsorbate", "*CO"])
+    assert (args.optimizer, args.num_random, args.fmax, args.steps) == (SCREEN_OPTIMIZER, DEFAULT_NUM_RANDOM,
+                                                                         SCREEN_FMAX, SCREEN_STEPS)
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["adsorb"]._actions
+                  if a.dest == "optimizer")
+    assert set(action.choices) == set(BATCH_OPTIMIZERS)

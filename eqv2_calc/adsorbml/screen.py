@@ -30,9 +30,13 @@ from .slabs import SlabSettings, build_slabs, check_slab
 # fmax 0.02 and 300 steps (EquiformerV2 paper, section D.3); 0.05 is enough to rank on a CPU.
 SCREEN_FMAX = 0.05
 SCREEN_STEPS = 300
-# FIRE steps assumed per placement in the plan's time estimate (half of SCREEN_STEPS; not yet measured on a
-# quiet machine: benchmarks/bench_screen.py reports the real steps per placement).
-TYPICAL_SCREEN_STEPS = 150
+# The batched optimizer of the screen. AdsorbML relaxed with LBFGS ("LBFGS" here: ASE's); FIRE is the default
+# because on the demo model's flat CO/Cu(111) surface the 25 LBFGS relaxations took over 25 min against 15.6
+# for FIRE (LBFGS stops in shallow minima or wanders: one placement 16 steps, another 133 against FIRE's 90).
+SCREEN_OPTIMIZER = "FIRE"
+# Optimizer steps assumed per relaxation in the plan's time estimate: the default *CO on Cu(111) screen with
+# the demo model took 1843 evaluations for its 25 relaxations (FIRE, 2026-11-30; benchmarks/bench_screen.py).
+TYPICAL_SCREEN_STEPS = 75
 DEFAULT_NUM_RANDOM = 20  # random placements per slab on a CPU; AdsorbML used 100 (placement.ADSORBML_NUM_RANDOM)
 
 
@@ -116,6 +120,7 @@ def screen(
     heuristic: bool = True,
     fmax: float = SCREEN_FMAX,
     steps: int = SCREEN_STEPS,
+    optimizer: str = SCREEN_OPTIMIZER,
     batch_size: int = DEFAULT_RELAX_BATCH,
     seed: int = 0,
     gas_references: Mapping[str, float] | None = None,
@@ -133,7 +138,8 @@ def screen(
         model: registered name, checkpoint file, `Potential` or `EquiformerV2Calculator` (its model, device and
             dtype are used); default: the EMT-trained demo model.
         num_random, heuristic: placements per slab (see `placement.make_placements`).
-        fmax, steps, batch_size: `relax_many` settings (eV/Angstrom, FIRE steps, structures per batch).
+        fmax, steps, optimizer, batch_size: `relax_many` settings (eV/Angstrom, optimizer steps, "LBFGS" or
+            "FIRE", structures per batch).
         seed: placements are reproducible for a seed.
         gas_references: per-element gas-phase energies (eV) for a total-energy model the package has none for.
         device, dtype, progress: as for `relax_many`; with `progress` the plan (slab atoms, placements, batch,
@@ -168,7 +174,8 @@ def screen(
     max_atoms = max_atoms or max_batch_atoms(potential, sample)
     if progress:
         print(screen_plan(potential, slabs, placements, batch_size, max_atoms, steps), file=sys.stderr, flush=True)
-    results = relax_many(structures, potential, fmax=fmax, steps=steps, batch_size=batch_size, device=device,
+    results = relax_many(structures, potential, fmax=fmax, steps=steps, optimizer=optimizer, batch_size=batch_size,
+                         device=device,
                          dtype=dtype, progress=progress, max_atoms=max_atoms)
     out, start = [], len(slabs)
     for slab, slab_result, group in zip(slabs, results, placements):

@@ -21,7 +21,7 @@ from ase import Atoms
 
 from ..adsorbml import SlabSettings, run_adsorbml
 from ..adsorbml.adsorbates import resolve_adsorbate
-from ..adsorbml.screen import DEFAULT_NUM_RANDOM, SCREEN_FMAX, SCREEN_STEPS, Candidate
+from ..adsorbml.screen import DEFAULT_NUM_RANDOM, SCREEN_FMAX, SCREEN_OPTIMIZER, SCREEN_STEPS, Candidate
 from ..adsorbml.slabs import MIN_AB_A, MIN_SLAB_SIZE_A
 from ..calculator import EquiformerV2Calculator
 from ..errors import EquiformerV2Error, InvalidStructureError
@@ -106,7 +106,8 @@ def _best(candidates: list[tuple[int, Candidate]]) -> tuple[int, Candidate] | No
 
 
 def adsorb_items(calc: EquiformerV2Calculator, bulks: list[Atoms], *, num_random: int, fmax: float, steps: int,
-                 batch_size: int, seed: int, min_slab_size: float, min_ab: float) -> list[ItemResult]:
+                 optimizer: str, batch_size: int, seed: int, min_slab_size: float,
+                 min_ab: float) -> list[ItemResult]:
     """`run_adsorbml` on each bulk of a chunk; one row per system and its best relaxed structure."""
     settings = SlabSettings(min_slab_size=min_slab_size, min_ab=min_ab)
     out: list[ItemResult] = []
@@ -114,7 +115,7 @@ def adsorb_items(calc: EquiformerV2Calculator, bulks: list[Atoms], *, num_random
         system = bulk.info[SYSTEM_KEY]
         screens = run_adsorbml(bulk, system["adsorbate"], calc, miller=system["miller"], slab_settings=settings,
                                binding_indices=system["binding_atoms"], num_random=num_random, fmax=fmax,
-                               steps=steps, batch_size=batch_size, seed=seed, progress=False)
+                               steps=steps, optimizer=optimizer, batch_size=batch_size, seed=seed, progress=False)
         candidates = [(k, c) for k, s in enumerate(screens) for c in s.candidates]
         row = {"slabs": len(screens), "placements": len(candidates), "valid": sum(c.valid for _, c in candidates)}
         best = _best(candidates)
@@ -130,10 +131,11 @@ def adsorb_items(calc: EquiformerV2Calculator, bulks: list[Atoms], *, num_random
 
 
 def adsorb_task(num_random: int = DEFAULT_NUM_RANDOM, fmax: float = SCREEN_FMAX, steps: int = SCREEN_STEPS,
-                batch_size: int = DEFAULT_RELAX_BATCH, seed: int = 0, min_slab_size: float = MIN_SLAB_SIZE_A,
-                min_ab: float = MIN_AB_A) -> Task:
+                optimizer: str = SCREEN_OPTIMIZER, batch_size: int = DEFAULT_RELAX_BATCH, seed: int = 0,
+                min_slab_size: float = MIN_SLAB_SIZE_A, min_ab: float = MIN_AB_A) -> Task:
     """AdsorbML screens of systems from `read_systems` (settings as in `eqv2_calc.adsorbml.screen`); one system
     per chunk by default, as a system already fills batches with its placements."""
     return Task(adsorb_items, ADSORB_COLUMNS,
-                {"num_random": num_random, "fmax": fmax, "steps": steps, "batch_size": batch_size, "seed": seed,
+                {"num_random": num_random, "fmax": fmax, "steps": steps, "optimizer": optimizer, "batch_size": batch_size,
+                 "seed": seed,
                  "min_slab_size": min_slab_size, "min_ab": min_ab}, chunk_size=1, info_keys=(SYSTEM_KEY,))
