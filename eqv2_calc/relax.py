@@ -27,8 +27,9 @@ from ase.optimize.optimize import Optimizer
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from .calculator import as_calculator
+from .cpu_workers import CpuWorkers
 from .potential import Potential
-from .predict import DEMO_MODEL, evaluate, resolve_model
+from .predict import DEMO_MODEL, resolve_model
 from .structures import StructureLike, to_atoms, to_atoms_list
 from .validation import check_structure, structure_labels
 
@@ -394,7 +395,8 @@ def relax_many(
         relax_cell: also relax each cell (needs a stress-predicting model and fully periodic structures).
         optimizer: "FIRE" (ASE's FIRE) or "LBFGS" (ASE's LBFGS, as AdsorbML relaxed; fewer steps to a tight
             fmax on adsorbate slabs: 52 instead of 87 for *CO on Cu(111), demo model).
-        batch_size: structures evaluated together; finished ones are replaced by waiting ones.
+        batch_size: structures evaluated together; finished ones are replaced by waiting ones. On a CPU the
+            structures of a step are split over PyTorch's threads, one intra-op thread each (`cpu_workers`).
         max_atoms: also at most this many atoms per model call (a structure larger than it runs alone);
             `eqv2_calc.batching.max_batch_atoms` sizes it from memory. None: no limit.
         device, dtype: where and in which precision the model runs.
@@ -428,13 +430,14 @@ def relax_many(
     state = _RelaxBatch(relax_cell, optimizer)
     limit = max_atoms or sum(len(a) for a in atoms_list)
     converged_count = 0
-    with tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar:
+    with (tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar,
+          CpuWorkers(potential) as workers):
         while waiting or len(state):
             while waiting and len(state) < batch_size and (
                     not len(state) or int(state.natoms.sum()) + len(atoms_list[waiting[0]]) <= limit):
                 i = waiting.popleft()
                 state.add(i, atoms_list[i], free[i])
-            predictions = evaluate(potential, state.sync_atoms())
+            predictions = workers.evaluate(state.sync_atoms())
             forces = torch.from_numpy(np.concatenate([p.forces for p in predictions]))
             stress = (torch.from_numpy(np.stack([voigt_6_to_full_3x3_stress(p.stress) for p in predictions]))
                       if relax_cell else None)

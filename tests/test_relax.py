@@ -103,21 +103,18 @@ def test_relax_many_refuses_other_constraints_and_bad_cells(potential: Potential
 
 
 def test_relax_many_caps_atoms_per_call_and_sizes_it_from_memory(potential: Potential, monkeypatch) -> None:
-    import sys
-
     from eqv2_calc import batching
-
-    relax_module = sys.modules["eqv2_calc.relax"]
+    from eqv2_calc.cpu_workers import CpuWorkers
 
     slabs = [fixed_slab(1.8 + 0.15 * i) for i in range(3)]
     sizes = []
-    evaluate = relax_module.evaluate
+    evaluate = CpuWorkers.evaluate
 
-    def counting(potential, structures, *args):
+    def counting(workers, structures):
         sizes.append(sum(len(s) for s in structures))
-        return evaluate(potential, structures, *args)
+        return evaluate(workers, structures)
 
-    monkeypatch.setattr(relax_module, "evaluate", counting)
+    monkeypatch.setattr(CpuWorkers, "evaluate", counting)
     free = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False)
     capped = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False,
                         max_atoms=len(slabs[0]) + 1)
@@ -129,3 +126,22 @@ def test_relax_many_caps_atoms_per_call_and_sizes_it_from_memory(potential: Pote
     assert per_edge > 0 and batching.max_batch_atoms(potential, slabs[0]) >= len(slabs[0])
     monkeypatch.setattr(batching, "memory_budget", lambda device: 10 * per_edge)
     assert batching.max_batch_atoms(potential, slabs[0]) == len(slabs[0])
+
+
+def test_cpu_workers_split_structures_and_restore_threads(potential: Potential) -> None:
+    """Structures evaluated on two threads (one intra-op thread each) give the batched call's numbers, in order;
+    PyTorch's thread count comes back afterwards."""
+    from eqv2_calc.cpu_workers import CpuWorkers, split_by_atoms
+    from eqv2_calc.predict import evaluate
+
+    slabs = [fixed_slab(1.8 + 0.1 * i) for i in range(3)]
+    assert [len(g) for g in split_by_atoms(slabs, 2)] == [2, 1]
+    assert [len(g) for g in split_by_atoms(slabs, 5)] == [1, 1, 1]
+    threads = torch.get_num_threads()
+    together = evaluate(potential, slabs)
+    with CpuWorkers(potential, 2) as workers:
+        assert torch.get_num_threads() == 1
+        apart = workers.evaluate(slabs)
+    assert torch.get_num_threads() == threads
+    for a, b in zip(together, apart):
+        assert abs(a.energy - b.energy) < 1e-4 and np.allclose(a.forces, b.forces, atol=1e-4)
