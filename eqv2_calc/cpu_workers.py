@@ -2,10 +2,10 @@
 
 On a CPU, PyTorch's intra-op threads split every operation of a model call. The graphs `relax_many` evaluates
 (a few hundred atoms) make small operations, and the threads spend much of a call waking each other (or,
-with OMP_WAIT_POLICY=PASSIVE, sleeping): one call on two 98-atom slabs with CO took 1.02 s on 2 threads
-(demo model, PASSIVE). Two Python threads evaluating one slab each, with one intra-op thread, took 0.51 s
-for the pair: PyTorch releases the GIL inside its kernels, and autograd runs a backward on its calling
-thread. Results are those of evaluating each group alone (float round-off aside).
+with OMP_WAIT_POLICY=PASSIVE, sleeping): one call on two 98-atom slabs with CO took 0.76-1.02 s on 2
+threads (demo model, PASSIVE, 2 cores). Two Python threads evaluating one slab each, with one intra-op
+thread, took 0.48-0.57 s for the pair: PyTorch releases the GIL inside its kernels, and autograd runs a
+backward on its calling thread. Results are those of evaluating each group alone (float round-off aside).
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ from ase import Atoms
 
 from ..batching import estimated_bytes, max_batch_atoms
 from ..calculator import EquiformerV2Calculator
+from ..cpu_workers import CpuWorkers
 from ..hub import ModelEntry, find_entry
 from ..potential import Potential
-from ..predict import DEMO_MODEL, evaluate, resolve_model
+from ..predict import DEMO_MODEL, resolve_model
 from ..relax import DEFAULT_RELAX_BATCH, RelaxResult, relax_many
 from ..structures import StructureLike
 from .adsorbates import Adsorbate, resolve_adsorbate
@@ -192,16 +193,18 @@ def screen(
 def screen_plan(potential: Potential, slabs: Sequence[Atoms], placements: Sequence[Sequence[Placement]],
                 batch_size: int, max_atoms: int, steps: int) -> str:
     """What a screen is about to do, for people: slab atoms, placements, batch, device, estimated memory of a
-    model call and time (a second model call on the largest structure, timed now, scaled to every relaxation
-    taking `TYPICAL_SCREEN_STEPS` steps; at most `steps`)."""
+    model call and time (a second step of a full batch of the largest structure, timed now, scaled to every
+    relaxation taking `TYPICAL_SCREEN_STEPS` steps; at most `steps`)."""
     structures = [*slabs, *(p.atoms for group in placements for p in group)]
     sample = max(structures, key=len)
     per_batch = max(1, min(batch_size, max_atoms // len(sample), len(structures)))
     device = next(potential.parameters()).device
-    evaluate(potential, [sample])  # the first call pays one-time costs (allocator, thread pool, caches)
-    start = time.perf_counter()
-    evaluate(potential, [sample])
-    per_atom_s = (time.perf_counter() - start) / len(sample)
+    batch = [sample] * per_batch
+    with CpuWorkers(potential) as workers:  # as relax_many evaluates a step
+        workers.evaluate(batch)  # the first call pays one-time costs (allocator, threads, caches)
+        start = time.perf_counter()
+        workers.evaluate(batch)
+        per_atom_s = (time.perf_counter() - start) / (per_batch * len(sample))
     total_atoms = sum(len(a) for a in structures)
     typical_s = per_atom_s * total_atoms * min(steps, TYPICAL_SCREEN_STEPS)
     slab_text = ", ".join(f"{slab.get_chemical_formula()} ({len(slab)} atoms)" for slab in slabs)
