@@ -489,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     adsorb.add_argument("--num-random", type=int, default=20, help="random placements per slab (default 20; "
                         "AdsorbML used 100)")
     adsorb.add_argument("--fmax", type=positive_float, default=0.05, help="force threshold, eV/A (default 0.05)")
-    adsorb.add_argument("--steps", type=positive_int, default=300, help="most optimizer steps per structure (default 300)")
+    adsorb.add_argument("--steps", type=positive_int, default=300,
+                        help="most optimizer steps per structure (default 300)")
     adsorb.add_argument("--optimizer", choices=("FIRE", "LBFGS"), default="FIRE",
                         help="batched optimizer of the relaxations (default FIRE; AdsorbML used LBFGS)")
     adsorb.add_argument("--batch", type=positive_int, default=32, help="structures relaxed together (default 32)")

@@ -4,9 +4,10 @@
 other ASE constraint act as usual). `relax_many` relaxes many structures with one model call per step
 for a whole batch: the FIRE algorithm of ASE's `FIRE` (same parameters and step rule, with every norm
 taken per structure) or ASE's `LBFGS` (each structure its own history), per-structure convergence,
-fixed atoms masked, optional cell degrees of freedom
-(ASE `UnitCellFilter` coordinates: the deformation gradient scaled by the atom count, driven by the
-virial -V * stress), and finished structures swapped out for waiting ones so the batch stays full.
+fixed atoms masked, optional cell degrees of freedom (ASE `UnitCellFilter` coordinates: the deformation
+gradient scaled by the atom count, driven by the virial -V * stress), and finished structures swapped out
+for waiting ones so the batch stays full. On a CPU, the structures of a step are evaluated side by side
+(`cpu_workers`).
 """
 
 from __future__ import annotations

@@ -176,8 +176,7 @@ def screen(
     if progress:
         print(screen_plan(potential, slabs, placements, batch_size, max_atoms, steps), file=sys.stderr, flush=True)
     results = relax_many(structures, potential, fmax=fmax, steps=steps, optimizer=optimizer, batch_size=batch_size,
-                         device=device,
-                         dtype=dtype, progress=progress, max_atoms=max_atoms)
+                         device=device, dtype=dtype, progress=progress, max_atoms=max_atoms)
     out, start = [], len(slabs)
     for slab, slab_result, group in zip(slabs, results, placements):
         system = SystemScreen(slab, slab_result, ads, scheme)

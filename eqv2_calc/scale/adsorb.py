@@ -136,6 +136,6 @@ def adsorb_task(num_random: int = DEFAULT_NUM_RANDOM, fmax: float = SCREEN_FMAX,
     """AdsorbML screens of systems from `read_systems` (settings as in `eqv2_calc.adsorbml.screen`); one system
     per chunk by default, as a system already fills batches with its placements."""
     return Task(adsorb_items, ADSORB_COLUMNS,
-                {"num_random": num_random, "fmax": fmax, "steps": steps, "optimizer": optimizer, "batch_size": batch_size,
-                 "seed": seed,
-                 "min_slab_size": min_slab_size, "min_ab": min_ab}, chunk_size=1, info_keys=(SYSTEM_KEY,))
+                {"num_random": num_random, "fmax": fmax, "steps": steps, "optimizer": optimizer,
+                 "batch_size": batch_size, "seed": seed, "min_slab_size": min_slab_size, "min_ab": min_ab},
+                chunk_size=1, info_keys=(SYSTEM_KEY,))
