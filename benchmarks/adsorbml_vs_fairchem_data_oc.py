@@ -85,10 +85,11 @@ def theirs(slab, name: str, budget: int, seed: int) -> list:
 
 def screen_with_model(slab, placements: dict[str, list], potential, fmax: float, steps: int) -> tuple:
     """The clean slab and every generator's placements relaxed together by the model (`relax_many`)."""
+    from eqv2_calc.adsorbml.screen import SCREEN_OPTIMIZER
     from eqv2_calc.relax import relax_many
 
     structures = [slab] + [atoms for g in GENERATORS for atoms in placements[g]]
-    results = relax_many(structures, potential, fmax=fmax, steps=steps, progress=False)
+    results = relax_many(structures, potential, fmax=fmax, steps=steps, optimizer=SCREEN_OPTIMIZER, progress=False)
     out, start = {}, 1
     for g in GENERATORS:
         out[g] = results[start : start + len(placements[g])]
@@ -97,19 +98,22 @@ def screen_with_model(slab, placements: dict[str, list], potential, fmax: float,
 
 
 def evaluate(initials: list, ml_results: list, clean_ml, clean_emt, fmax: float, steps: int) -> list[dict]:
-    """Per placement: model energy and validity, exhaustive EMT relaxation from the initial geometry, ML+RX
-    (EMT from the model's structure); energies in eV, EMT force calls."""
+    """Per placement: model energy and validity, exhaustive EMT relaxation from the initial geometry, and for
+    the `max(KS)` best-ranked valid ones ML+RX (EMT from the model's structure); energies in eV, EMT force calls."""
     from eqv2_calc.adsorbml import detect_anomalies
 
     out = []
     for initial, ml in zip(initials, ml_results):
         dft = emt_relax(initial, fmax, steps)
-        rx = emt_relax(ml.atoms, fmax, steps)
         out.append({"ml_eV": ml.energy, "ml_valid": not detect_anomalies(initial, ml.atoms, clean_ml.atoms),
                     "ml_steps": ml.steps, "dft_eV": dft.energy,
                     "dft_anomalies": detect_anomalies(initial, dft.atoms, clean_emt.atoms),
-                    "rx_eV": rx.energy, "rx_anomalies": detect_anomalies(initial, rx.atoms, clean_emt.atoms),
-                    "dft_calls": len(dft.energies), "rx_calls": len(rx.energies)})
+                    "dft_calls": len(dft.energies), "rx_eV": None, "rx_anomalies": None, "rx_calls": None})
+    for r, initial, ml in sorted(((r, i, m) for r, i, m in zip(out, initials, ml_results) if r["ml_valid"]),
+                                 key=lambda rim: rim[0]["ml_eV"])[: max(KS)]:
+        rx = emt_relax(ml.atoms, fmax, steps)
+        r.update(rx_eV=rx.energy, rx_anomalies=detect_anomalies(initial, rx.atoms, clean_emt.atoms),
+                 rx_calls=len(rx.energies))
     return out
 
 
