@@ -98,3 +98,30 @@ def test_vasp_round_trip(screened: SystemScreen, tmp_path: Path, strategy: str, 
 def test_collect_refuses_a_directory_without_manifest(tmp_path: Path) -> None:
     with pytest.raises(DFTHandoffError, match=MANIFEST):
         collect_vasp(tmp_path)
+
+
+def test_cli_hand_off_from_a_bulk_cif_reads_back(tmp_path: Path, capsys) -> None:
+    """The user's path: a bulk CIF that the CLI cuts into a slab (pymatgen's `bulk_wyckoff` column, empty on
+    the adsorbate), `--vasp DIR`, VASP results in every folder, then `--collect DIR` reads every file back."""
+    from ase.build import bulk
+
+    from eqv2_calc.cli import main
+    from eqv2_calc.structures import write_structures
+
+    cif = tmp_path / "Pt.cif"
+    write_structures(cif, bulk("Pt", "fcc", a=3.92, cubic=True))
+    handoff = tmp_path / "vasp"
+    assert main(["adsorb", "--bulk", str(cif), "--miller", "1", "1", "1", "--adsorbate", "*O", "--top-k", "3",
+                 "--num-random", "3", "--steps", "5", "--min-slab-size", "4", "--min-ab", "5", "--device", "cpu",
+                 "--quiet", "-o", str(tmp_path / "out"), "--vasp", str(handoff)]) == 0
+    calculations = sorted(p.parent for p in handoff.rglob("POSCAR"))
+    assert len(calculations) == 4  # the top 3 and the clean slab
+    for directory in calculations:
+        for name in ("eqv2_start.extxyz", "eqv2_placement.extxyz"):
+            if (directory / name).exists():
+                assert len(read(directory / name)) == len(read(directory / "POSCAR"))
+        _fake_vasp(directory, single_point=True)
+    capsys.readouterr()
+    assert main(["adsorb", "--collect", str(handoff)]) == 0
+    report = capsys.readouterr().out
+    assert "unreadable" not in report and "invalid literal" not in report

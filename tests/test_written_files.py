@@ -130,3 +130,16 @@ def test_results_directory_structures_read_back(screened, tmp_path, capsys):
     for b, w in zip(back, written):
         assert b.get_tags().tolist() == w.get_tags().tolist() and _fixed(b) == _fixed(w)
         np.testing.assert_allclose(np.array(b.cell), np.array(w.cell), atol=1e-6)
+
+
+def test_every_structure_file_goes_through_the_one_writer():
+    """Only `eqv2_calc.structures.write_structures` calls `ase.io.write` (it drops the columns that break reading)."""
+    import re
+    from pathlib import Path
+
+    import eqv2_calc
+
+    root = Path(eqv2_calc.__file__).parent
+    callers = [str(p.relative_to(root)) for p in root.rglob("*.py")
+               if re.search(r"from ase\.io import [^\n]*\bwrite\b|ase\.io\.write\(", p.read_text())]
+    assert callers == ["structures.py"]

@@ -33,6 +33,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import DFTHandoffError
+from ..structures import write_structures
 from .anomalies import detect_anomalies
 from .report import _slug
 from .screen import SystemScreen
@@ -92,8 +93,6 @@ def _species_order(atoms: Atoms) -> np.ndarray:
 
 def _write_calculation(directory: Path, atoms: Atoms, placement: Atoms, single_point: bool) -> list[int]:
     """INCAR, POSCAR, KPOINTS, POTCAR.spec and our extxyz copies in `directory`; returns the POSCAR order."""
-    from ase.io import write
-
     directory.mkdir(parents=True, exist_ok=True)
     order = _species_order(atoms)
     poscar = atoms[order]
@@ -102,14 +101,14 @@ def _write_calculation(directory: Path, atoms: Atoms, placement: Atoms, single_p
         poscar.set_cell(poscar.cell.array[[1, 0, 2]])
     incar = {**OC20_INCAR, **(SINGLE_POINT_INCAR if single_point else {})}
     (directory / "INCAR").write_text("".join(f"{k} = {_incar_value(v)}\n" for k, v in incar.items()))
-    write(directory / "POSCAR", poscar, format="vasp", direct=True, sort=False)
+    write_structures(directory / "POSCAR", poscar, format="vasp", direct=True, sort=False)
     k = surface_kpoints(poscar)
     (directory / "KPOINTS").write_text(
         f"OC20 surface mesh (40 A / cell length)\n0\nMonkhorst-Pack\n{k[0]} {k[1]} {k[2]}\n0 0 0\n")
     species = list(dict.fromkeys(poscar.get_chemical_symbols()))
     (directory / "POTCAR.spec").write_text("\n".join(species) + "\n")
-    write(directory / START, atoms, format="extxyz")
-    write(directory / PLACEMENT, placement, format="extxyz")
+    write_structures(directory / START, atoms, format="extxyz")
+    write_structures(directory / PLACEMENT, placement, format="extxyz")
     return order.tolist()
 
 
