@@ -24,8 +24,16 @@ from .errors import CheckpointError, ConfigError
 from .model import EquiformerV2, EquiformerV2Config
 from .potential import Normalizer, Potential
 
-# fairchem registry names (and class names, for configs that give a class path) by role.
-_SINGLE_MODELS = {"equiformer_v2", "EquiformerV2"}
+# Single-class models by registry or class name -> whether it is the DeNS class (force encoding,
+# `denoising_pos_block`): fairchem's (deprecated) class, the paper's (atomicarchitects/equiformer_v2
+# nets/equiformer_v2/equiformer_v2_oc20.py) and the DeNS repository's (atomicarchitects/DeNS
+# model/equiformer_v2/: its base class is also registered as "equiformer_v2").
+_SINGLE_MODELS = {"equiformer_v2": False, "EquiformerV2": False, "EquiformerV2_OC20": False,
+                  "EquiformerV2S_OC20": False,
+                  "equiformer_v2_dens": True, "EquiformerV2S_OC20_DenoisingPos": True}
+# Old option names of single-class configs (ODAC23 files of 2023: fairchem PR #755 renamed them in the
+# S2EF configs with the same values, not in the IS2RE one; fairchem issue #892).
+_OLD_OPTION_NAMES = {"norm_scale_nodes": "avg_num_nodes", "norm_scale_degree": "avg_degree"}
 _BACKBONES = {"equiformer_v2_backbone": False, "EquiformerV2Backbone": False,
               "equiformer_v2_dens_backbone": True, "EqV2DeNSBackbone": True}
 _HEAD_ROLES = {
@@ -112,13 +120,25 @@ def config_from_fairchem(config: Mapping[str, Any]) -> tuple[EquiformerV2Config,
     name = _short(model["name"])
     try:
         if name in _SINGLE_MODELS:
-            options = {k: v for k, v in model.items() if k != "name"}
-            return EquiformerV2Config.from_dict({**options, "layout": "equiformer_v2"}), {}
+            return _single_class_config(model, dens=_SINGLE_MODELS[name]), {}
         if name != "hydra":
             raise CheckpointError(f"this is a '{model['name']}' checkpoint, not an EquiformerV2 one")
         return _hydra_config(model)
     except ConfigError as exc:
         raise CheckpointError(f"unsupported EquiformerV2 configuration: {exc}") from exc
+
+
+def _single_class_config(model: Mapping[str, Any], *, dens: bool) -> EquiformerV2Config:
+    """Options of a single-class model; `regress_forces=False` (the class builds no force block) is
+    an energy-only model."""
+    options = {k: v for k, v in model.items() if k != "name"}
+    for old, new in _OLD_OPTION_NAMES.items():
+        if old in options:
+            if new in options:
+                raise ConfigError(f"both '{old}' and its new name '{new}' are given")
+            options[new] = options.pop(old)
+    energy_only = options.get("regress_forces", True) is False
+    return EquiformerV2Config.from_dict({**options, "layout": "equiformer_v2", "dens": dens, "energy_only": energy_only})
 
 
 def _hydra_config(model: Mapping[str, Any]) -> tuple[EquiformerV2Config, dict[str, str]]:
@@ -146,7 +166,9 @@ def _hydra_config(model: Mapping[str, Any]) -> tuple[EquiformerV2Config, dict[st
             options["stress_head"] = {k: rest.pop(k) for k in list(rest) if k in _STRESS_OPTIONS}
         if rest:
             raise ConfigError(f"unknown option(s) of head '{key}': {', '.join(sorted(rest))}")
-    needed = {"energy", "forces"} if backbone.get("direct_forces", True) else {"energy"}
+    if "forces" not in head_keys and backbone.get("regress_forces", True) is False:
+        options["energy_only"] = True  # as `fairchem_config` writes an energy-only model
+    needed = {"energy", "forces"} if backbone.get("direct_forces", True) and not options.get("energy_only") else {"energy"}
     missing = needed - set(head_keys)
     if missing:
         raise CheckpointError(f"hydra checkpoint lacks the {' and '.join(sorted(missing))} head(s)")
@@ -262,8 +284,10 @@ def load_potential(
 def fairchem_config(config: EquiformerV2Config) -> dict[str, Any]:
     """The model section (new hydra layout) that fairchem 1.x writes for this configuration."""
     options = config.to_dict()
-    for key in ("energy_reduce", "stress_head", "dens", "layout"):
+    for key in ("energy_reduce", "stress_head", "dens", "layout", "energy_only"):
         options.pop(key)
+    if config.energy_only:
+        options["regress_forces"] = False
     if config.direct_forces:
         options.pop("direct_forces")
     if not config.dens:
@@ -271,7 +295,7 @@ def fairchem_config(config: EquiformerV2Config) -> dict[str, Any]:
         options.pop("use_noise_schedule_sigma_encoding")
     prefix = "eqV2_DeNS_" if config.dens else "equiformerV2_"
     heads: dict[str, dict[str, Any]] = {"energy": {"module": prefix + "scalar_head", "reduce": config.energy_reduce}}
-    if config.direct_forces:
+    if config.direct_forces and config.predicts_forces:
         heads["forces"] = {"module": prefix + "vector_head"}
     if config.stress_head is not None:
         module = "dens_rank2_symmetric_head" if config.dens else "rank2_symmetric_head"

@@ -19,6 +19,10 @@ class ConfigError(EquiformerV2Error, ValueError):
     """A model configuration holds an unknown or unsupported option."""
 
 
+class EnergyOnlyModelError(EquiformerV2Error, ValueError):
+    """A task needs forces (relaxation, MD, ...) but the model predicts only an energy (IS2RE direct)."""
+
+
 class UnknownModelError(EquiformerV2Error, LookupError):
     """A model name is neither a registered checkpoint (or alias) nor an existing file."""
 

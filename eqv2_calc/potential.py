@@ -14,6 +14,7 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from .errors import EnergyOnlyModelError
 from .graph import AtomicGraph, build_graph
 from .model import EquiformerV2, EquiformerV2Config
 from .precision import check_precision, matmul_precision
@@ -95,8 +96,19 @@ class Potential(nn.Module):
 
     @property
     def implemented_properties(self) -> list[str]:
+        if not self.config.predicts_forces:
+            return ["energy", "free_energy"]
         props = ["energy", "free_energy", "forces"]
         return props + ["stress"] if self.config.predicts_stress else props
+
+    def require_forces(self, task: str) -> None:
+        """Raise `EnergyOnlyModelError` when this model has no forces and `task` (e.g. "relax") needs them."""
+        if not self.config.predicts_forces:
+            raise EnergyOnlyModelError(
+                f"{task} needs forces, but this model predicts only an energy (an IS2RE direct model: its energy is "
+                "the relaxed energy of the input structure, not a potential energy surface); use it with "
+                "`eqv2 predict` / `predict()` or `eqv2 evaluate`, or pick an S2EF model for relaxations and MD"
+            )
 
     def make_graph(self, atoms: Atoms | Sequence[Atoms]) -> AtomicGraph:
         """Graph of one or several structures with this model's cutoff, neighbour cap and tie rule."""
@@ -112,7 +124,8 @@ class Potential(nn.Module):
         return value if norm is None else value * norm.rmsd + norm.mean
 
     def forward(self, graph: AtomicGraph, *, create_graph: bool = False) -> dict[str, torch.Tensor]:
-        """Energy `(B,)` eV, forces `(N, 3)` eV/Angstrom, stress `(B, 3, 3)` eV/Angstrom^3 (if predicted).
+        """Energy `(B,)` eV, forces `(N, 3)` eV/Angstrom, stress `(B, 3, 3)` eV/Angstrom^3 (if predicted);
+        an energy-only model (`config.energy_only`) returns the energy alone.
 
         Conservative models (`direct_forces=False`) differentiate the energy: forces = -dE/dx and
         stress = (1/V) dE/d(strain); `create_graph=True` keeps that derivative differentiable
@@ -123,6 +136,8 @@ class Potential(nn.Module):
         Input checks (elements beyond the model's range included) happen on the host in
         `make_graph` / `build_graph`.
         """
+        if not self.config.predicts_forces:
+            return {"energy": self._energy(self._run_network(graph, graph.edge_vectors()), graph)}
         if self.config.direct_forces:
             raw = self._run_network(graph, graph.edge_vectors())
             out = {"energy": self._energy(raw, graph), "forces": self._denormalize("forces", raw["forces"])}

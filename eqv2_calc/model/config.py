@@ -24,6 +24,15 @@ _INFERENCE_NEUTRAL = {
     "use_pbc", "use_pbc_single", "regress_forces", "otf_graph", "num_sphere_samples",
     "num_distance_basis", "attn_activation", "ffn_activation", "weight_init",
     "alpha_drop", "drop_path_rate", "proj_drop", "activation_checkpoint",
+    # DeNS repository (atomicarchitects/DeNS): zeroes the energy of denoising (training) passes only
+    "use_denoising_energy",
+}
+
+# Options of the research code (atomicarchitects/DeNS, atomicarchitects/equiformer_v2) whose other
+# values we cannot compute: the value every config there uses, and why another one is refused.
+_REQUIRED_VALUES = {
+    "use_tp_reparam": (False, "the tensor-product re-parametrized SO(2) convolution (DeNS repository "
+                              "so2_tp.py, an ablation no released checkpoint uses) is not implemented"),
 }
 
 
@@ -80,6 +89,9 @@ class EquiformerV2Config:
     load_energy_lin_ref: bool = False
     # heads; direct_forces=False (our extension) drops the force head: forces = -dE/dx, stress = dE/d(strain)/V
     direct_forces: bool = True
+    # our extension: no force output at all (fairchem's single class with regress_forces=False, e.g. an
+    # IS2RE direct model whose energy is the relaxed energy of the input structure: no potential surface)
+    energy_only: bool = False
     # our extension: a smooth polynomial envelope on attention weights and edge-degree terms, so the
     # energy is continuous as atoms cross max_radius (fairchem's eqV2 has a hard cutoff)
     use_cutoff_envelope: bool = False
@@ -117,6 +129,9 @@ class EquiformerV2Config:
             raise ConfigError(f"energy_reduce={self.energy_reduce!r} must be 'sum' or 'mean'")
         if self.layout not in ("equiformer_v2", "hydra"):
             raise ConfigError(f"layout={self.layout!r} must be 'equiformer_v2' or 'hydra'")
+        if self.energy_only and (not self.direct_forces or self.stress_head is not None):
+            raise ConfigError("energy_only=True is a model without force and stress outputs: it takes neither "
+                              "direct_forces=False nor a stress_head")
         if self.stress_head is not None and not self.direct_forces:
             raise ConfigError("stress_head is for direct prediction; with direct_forces=False stress comes from the energy")
         if self.max_radius <= 0 or self.max_neighbors <= 0:
@@ -139,12 +154,17 @@ class EquiformerV2Config:
     def predicts_stress(self) -> bool:
         return self.stress_head is not None or not self.direct_forces
 
+    @property
+    def predicts_forces(self) -> bool:
+        return not self.energy_only
+
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> EquiformerV2Config:
         """Build from fairchem-style keyword arguments; unknown names raise `ConfigError`.
 
         Options that fairchem accepts but that do not change inference (dropout rates, `otf_graph`,
-        ...) are recorded in `ignored`.
+        ...) are recorded in `ignored`; options of the research code with one computable value
+        (`use_tp_reparam=False`) too, any other value of them raises `ConfigError` with the reason.
         """
         names = {f.name for f in dataclasses.fields(cls)} - {"ignored"}
         kwargs: dict[str, Any] = {}
@@ -154,6 +174,11 @@ class EquiformerV2Config:
             if key in names:
                 kwargs[key] = value
             elif key in _INFERENCE_NEUTRAL:
+                ignored.append(key)
+            elif key in _REQUIRED_VALUES:
+                required, reason = _REQUIRED_VALUES[key]
+                if value != required:
+                    raise ConfigError(f"{key}={value!r} is not supported: {reason}")
                 ignored.append(key)
             else:
                 unknown.append(key)

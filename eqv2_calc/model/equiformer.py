@@ -106,7 +106,7 @@ class EquiformerV2Backbone(nn.Module):
 
 class EquiformerV2(nn.Module):
     """Backbone plus heads. `forward` returns raw outputs: `energy` `(B,)`, `forces` `(N, 3)` (direct
-    force head only) and, with a stress head, `stress_isotropic` `(B, 1)` + `stress_anisotropic`
+    force head only; none with `energy_only`) and, with a stress head, `stress_isotropic` `(B, 1)` + `stress_anisotropic`
     `(B, 5)` (or `stress` `(B, 9)`)."""
 
     def __init__(self, config: EquiformerV2Config) -> None:
@@ -114,7 +114,7 @@ class EquiformerV2(nn.Module):
         self.config = config
         self.backbone = EquiformerV2Backbone(config)
         heads: dict[str, nn.Module] = {"energy": EnergyHead(config, self.backbone.node_grid)}
-        if config.direct_forces:
+        if config.direct_forces and config.predicts_forces:
             heads["forces"] = ForceHead(config, self.backbone.edge_channels_list, self.backbone.edge_grid)
         if config.stress_head is not None:
             heads["stress"] = Rank2Head(config)
