@@ -38,7 +38,8 @@ class EquiformerV2Calculator(Calculator):
         allow_untrained_elements: compute structures holding elements outside the model's training
             elements (registry entries that list them, e.g. the demo model) instead of refusing them.
 
-    Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom) and, when the checkpoint
+    Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom; not from an energy-only IS2RE direct
+    model, whose `implemented_properties` then hold the energies alone) and, when the checkpoint
     predicts it, `stress` (Voigt order xx yy zz yz xz xy, eV/Angstrom^3, ASE sign convention): not for a
     structure without a periodic axis, and from conservative models only for one periodic along all three.
 
@@ -81,7 +82,9 @@ class EquiformerV2Calculator(Calculator):
             warn_if_misfit(self.atoms, self.model_entry)
         check_distances(self.atoms, "structure")
         result = evaluate(self.potential, [self.atoms], self.graphs)[0]
-        self.results = {"energy": result.energy, "free_energy": result.energy, "forces": result.forces}
+        self.results = {"energy": result.energy, "free_energy": result.energy}
+        if result.forces is not None:
+            self.results["forces"] = result.forces
         if result.stress is not None:
             self.results["stress"] = result.stress
 

@@ -119,7 +119,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             writer = csv.writer(handle)
             writer.writerow(["structure", "formula", "natoms", "energy_eV", "fmax_eV_per_A", *STRESS_COLUMNS])
             for r in records:
-                writer.writerow([r["structure"], r["formula"], r["natoms"], r["energy"], r["fmax"],
+                writer.writerow([r["structure"], r["formula"], r["natoms"], r["energy"],
+                                 "" if r["fmax"] is None else r["fmax"],
                                  *r.get("stress", [""] * 6)])
     elif args.output:
         from .structures import write_structures
@@ -130,7 +131,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return 0
     print(f"{'structure':<32} {'formula':<14} {'energy (eV)':>14} {'fmax (eV/A)':>12}")
     for r in records:
-        print(f"{r['structure']:<32} {r['formula']:<14} {r['energy']:>14.6f} {r['fmax']:>12.4f}")
+        fmax = "-" if r["fmax"] is None else f"{r['fmax']:.4f}"  # an energy-only model has no forces
+        print(f"{r['structure']:<32} {r['formula']:<14} {r['energy']:>14.6f} {fmax:>12}")
     if args.output:
         print(f"wrote {args.output}")
     return 0

@@ -31,7 +31,7 @@ from .data.formats import DatasetSource, open_dataset
 from .errors import EnergyReferenceError, EquiformerV2Error
 from .hub import ModelEntry, find_entry
 from .metrics import IS2REMetrics, S2EFMetrics
-from .potential import Potential
+from .potential import Potential, require_forces
 from .predict import DEFAULT_BATCH_SIZE, DEMO_MODEL, evaluate as evaluate_batch, resolve_model
 from .relax import DEFAULT_FMAX, DEFAULT_STEPS
 
@@ -155,7 +155,12 @@ def evaluate(
         else:  # the workers load their own copies
             potential, entry = None, find_entry(model)
         measured = check_energy_kind(source.energy_kind, entry, model_name)
-        if source.task == "is2re":
+        if potential is not None and "forces" not in potential.implemented_properties:
+            if source.task == "s2ef":
+                require_forces(potential.implemented_properties, "S2EF evaluation (force errors)")
+            measured += ("; IS2RE direct: the model predicts the relaxed energy from each initial structure "
+                         "(an energy-only model, no relaxation) and it is compared with y_relaxed")
+        elif source.task == "is2re":
             measured += ("; IS2RE: the model relaxes each initial structure (batched FIRE, fmax "
                          f"{fmax} eV/A, at most {steps} steps) and its energy at its own relaxed geometry is "
                          "compared with y_relaxed (no DFT single point at the model's geometry)")
@@ -204,6 +209,11 @@ def _run_local(source: DatasetSource, count: int, potential: Potential, model: A
                 model_s += time.perf_counter() - t1
                 for atoms, p in zip(batch, predictions):
                     metrics.add(atoms, p.energy, p.forces, p.stress)
+            elif "forces" not in potential.implemented_properties:  # IS2RE direct: energy of the initial structure
+                predictions = evaluate_batch(potential, batch)
+                model_s += time.perf_counter() - t1
+                for atoms, p in zip(batch, predictions):
+                    metrics.add(atoms, p.energy, None, True, 0)
             else:
                 results = relax_many(batch, potential, fmax=fmax, steps=steps, batch_size=batch_size, progress=False)
                 model_s += time.perf_counter() - t1

@@ -34,8 +34,9 @@ Registry schema (`checkpoints.json`, `schema_version` 1): `{"schema_version": 1,
   what the energy output means and which references turn it into total / adsorption energies;
 - `model_config`: expected `EquiformerV2Config` values of the file, at least `num_layers`, `lmax`,
   `mmax`, `sphere_channels`, `max_radius` (Angstrom), `max_neighbors`; optionally
-  `max_num_elements`, `enforce_max_neighbors_strictly`, `avg_num_nodes`, `avg_degree`. A loaded
-  file that differs triggers a warning (wrong or replaced file);
+  `max_num_elements`, `enforce_max_neighbors_strictly`, `avg_num_nodes`, `avg_degree`,
+  `use_energy_lin_ref`, `energy_only`. A loaded file that differs triggers a warning (wrong or
+  replaced file);
 - `supported` (bool: whether eqv2_calc reads this format today) and `notes` (str);
 - optional `elements` (list of element symbols): the elements the model was trained on; structures with
   others are refused unless the user opts out (`eqv2_calc.validation`). Absent: any Z below
@@ -98,7 +99,7 @@ DOMAINS = {
 REQUIRED_MODEL_CONFIG = {"num_layers": int, "lmax": int, "mmax": int, "sphere_channels": int,
                          "max_radius": float, "max_neighbors": int}
 OPTIONAL_MODEL_CONFIG = {"max_num_elements": int, "enforce_max_neighbors_strictly": bool,
-                         "avg_num_nodes": float, "avg_degree": float}
+                         "avg_num_nodes": float, "avg_degree": float, "use_energy_lin_ref": bool, "energy_only": bool}
 _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "name": str, "aliases": list, "source": dict, "parameters_millions": (int, float, type(None)),
     "size_bytes": (int, type(None)), "sha256": (str, type(None)), "license": str, "license_details": str,

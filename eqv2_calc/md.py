@@ -25,7 +25,7 @@ except ImportError:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 from .calculator import EquiformerV2Calculator
-from .potential import Potential
+from .potential import Potential, require_forces
 from .predict import DEFAULT_SKIN, DEMO_MODEL
 from .structures import StructureLike, to_atoms
 
@@ -150,6 +150,7 @@ def run_md(
     calc = model if isinstance(model, EquiformerV2Calculator) else EquiformerV2Calculator(
         model, device, skin=skin, allow_untrained_elements=allow_untrained_elements)
     atoms.calc = calc
+    require_forces(calc.implemented_properties, "molecular dynamics")
     with_stress = "stress" in calc.implemented_properties and bool(atoms.pbc.all())
     if ensemble == "npt" and not with_stress:
         raise ValueError("NPT needs a stress-predicting model and a structure periodic along all three axes")

@@ -35,6 +35,17 @@ RANK2_CHANGE_OF_BASIS = (
 )
 
 
+def require_forces(implemented_properties: Sequence[str], task: str) -> None:
+    """Raise `EnergyOnlyModelError` when a model (or calculator) with these `implemented_properties`
+    has no forces and `task` (e.g. "relax") needs them."""
+    if "forces" not in implemented_properties:
+        raise EnergyOnlyModelError(
+            f"{task} needs forces, but this model predicts only an energy (an IS2RE direct model: its energy is "
+            "the relaxed energy of the input structure, not a potential energy surface); use it with "
+            "`eqv2 predict` / `predict()` or `eqv2 evaluate` on IS2RE data, or pick an S2EF model for this"
+        )
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """Training-target normalization: physical = raw * rmsd + mean."""
@@ -100,15 +111,6 @@ class Potential(nn.Module):
             return ["energy", "free_energy"]
         props = ["energy", "free_energy", "forces"]
         return props + ["stress"] if self.config.predicts_stress else props
-
-    def require_forces(self, task: str) -> None:
-        """Raise `EnergyOnlyModelError` when this model has no forces and `task` (e.g. "relax") needs them."""
-        if not self.config.predicts_forces:
-            raise EnergyOnlyModelError(
-                f"{task} needs forces, but this model predicts only an energy (an IS2RE direct model: its energy is "
-                "the relaxed energy of the input structure, not a potential energy surface); use it with "
-                "`eqv2 predict` / `predict()` or `eqv2 evaluate`, or pick an S2EF model for relaxations and MD"
-            )
 
     def make_graph(self, atoms: Atoms | Sequence[Atoms]) -> AtomicGraph:
         """Graph of one or several structures with this model's cutoff, neighbour cap and tie rule."""

@@ -70,20 +70,20 @@ class Prediction:
 
     Attributes:
         energy: eV.
-        forces: (N, 3) eV/Angstrom, without constraints applied.
+        forces: (N, 3) eV/Angstrom, without constraints applied; None from an energy-only (IS2RE direct) model.
         stress: (6,) Voigt (xx yy zz yz xz xy) eV/Angstrom^3, ASE sign convention; None when the model has
             no stress output, the structure has no periodic axis (a molecule), or (conservative models) it is
             not periodic along all three axes.
     """
 
     energy: float
-    forces: np.ndarray
+    forces: np.ndarray | None
     stress: np.ndarray | None = None
 
     @property
-    def fmax(self) -> float:
-        """Largest force norm, eV/Angstrom (constraints not applied)."""
-        return float(np.linalg.norm(self.forces, axis=1).max())
+    def fmax(self) -> float | None:
+        """Largest force norm, eV/Angstrom (constraints not applied); None without forces."""
+        return None if self.forces is None else float(np.linalg.norm(self.forces, axis=1).max())
 
 
 class GraphBuilder:
@@ -149,7 +149,7 @@ def run_potential(
 
     Returns:
         The detached outputs on the model's device in its dtype: `energy` (B,) eV, `forces`
-        (N, 3) eV/Angstrom and, when the model predicts it, `stress` (B, 3, 3) eV/Angstrom^3 (ASE sign).
+        (N, 3) eV/Angstrom (not from an energy-only model) and, when the model predicts it, `stress` (B, 3, 3) eV/Angstrom^3 (ASE sign).
 
     Raises:
         InvalidStructureError: a structure the graph or the model cannot take (see `build_graph`).
@@ -179,7 +179,10 @@ def evaluate(
     """
     out = run_potential(potential, structures, graphs)
     energies = out["energy"].cpu().double().numpy()
-    forces = np.split(out["forces"].cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
+    if "forces" in out:
+        forces = np.split(out["forces"].cpu().double().numpy(), np.cumsum([len(a) for a in structures])[:-1])
+    else:
+        forces = [None] * len(structures)
     stress = out["stress"].cpu().double().numpy() if "stress" in out else None
     return [
         Prediction(float(energies[b]), forces[b],

@@ -29,7 +29,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from .calculator import as_calculator
 from .cpu_workers import CpuWorkers
-from .potential import Potential
+from .potential import Potential, require_forces
 from .predict import DEMO_MODEL, resolve_model
 from .structures import StructureLike, to_atoms, to_atoms_list
 from .validation import check_structure, structure_labels
@@ -92,10 +92,12 @@ def _check_cell_relaxation(atoms: Atoms, properties: Iterable[str]) -> None:
         raise ValueError(f"relax_cell needs a structure periodic along all three axes, got pbc={atoms.pbc.tolist()}")
 
 
-def frozen_copy(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None) -> Atoms:
-    """A copy of `atoms` carrying its final results in a `SinglePointCalculator`."""
+def frozen_copy(atoms: Atoms, energy: float, forces: np.ndarray | None, stress: np.ndarray | None) -> Atoms:
+    """A copy of `atoms` carrying its final results in a `SinglePointCalculator` (forces None: left out)."""
     out = atoms.copy()
-    results = {"energy": energy, "free_energy": energy, "forces": forces}
+    results = {"energy": energy, "free_energy": energy}
+    if forces is not None:
+        results["forces"] = forces
     if stress is not None:
         results["stress"] = stress
     out.calc = SinglePointCalculator(out, **results)
@@ -134,6 +136,7 @@ def relax(
     """
     atoms = to_atoms(atoms)
     atoms.calc = as_calculator(model, device, allow_untrained_elements=allow_untrained_elements)
+    require_forces(atoms.calc.implemented_properties, "relax")
     if relax_cell:
         _check_cell_relaxation(atoms, atoms.calc.implemented_properties)
     target = FrechetCellFilter(atoms) if relax_cell else atoms
@@ -420,6 +423,7 @@ def relax_many(
     atoms_list = to_atoms_list(structures)
     labels = structure_labels(labels, len(atoms_list))
     potential, entry = resolve_model(model, device, dtype)
+    require_forces(potential.implemented_properties, "relax_many")
     for atoms, label in zip(atoms_list, labels):  # at the start; the FIRE steps do not check distances again
         check_structure(atoms, entry, label, allow_untrained_elements)
     free = [_free_atoms(atoms, label) for atoms, label in zip(atoms_list, labels)]

@@ -30,7 +30,7 @@ from ase import Atoms
 
 from .errors import InvalidStructureError
 from .graph import _check_positions
-from .potential import Potential
+from .potential import Potential, require_forces
 from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, resolve_model, run_potential, stress_defined
 
 try:
@@ -99,6 +99,8 @@ class EquiformerV2Model(ModelInterface):
         self.potential, _ = resolve_model(model, device, dtype)
         self.potential.precision = precision
         config = self.potential.config
+        if compute_forces:
+            require_forces(self.potential.implemented_properties, "compute_forces=True (TorchSim relaxation and MD)")
         if compute_stress is None:
             compute_stress = config.predicts_stress
         elif compute_stress and not config.predicts_stress:

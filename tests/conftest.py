@@ -33,9 +33,9 @@ def structure(name: str):
     return _structures()[name].copy()
 
 
-def seeded_31m_checkpoint() -> dict:
-    """The eqV2-31M golden checkpoint rebuilt from its parameter manifest (no stored weights)."""
-    manifest = json.loads((DATA / "params_eqV2_31M.json").read_text())
+def seeded_checkpoint(manifest_name: str) -> dict:
+    """A real-size golden checkpoint rebuilt from its parameter manifest `params_<config>.json` (no stored weights)."""
+    manifest = json.loads((DATA / manifest_name).read_text())
     prefix = manifest.get("state_dict_prefix", "")
     state_dict = {prefix + k: torch.from_numpy(v) for k, v in seeded_state_dict(manifest["params"]).items()}
     return {"config": manifest["config"], "state_dict": state_dict, "normalizers": manifest.get("normalizers", {}),
@@ -46,7 +46,7 @@ def seeded_31m_checkpoint() -> dict:
 def golden_potential(config_name: str) -> Potential:
     source = golden(config_name)["checkpoint"]
     if source.endswith(".json"):
-        return potential_from_checkpoint(seeded_31m_checkpoint(), source=source)
+        return potential_from_checkpoint(seeded_checkpoint(source), source=source)
     from eqv2_calc.checkpoint import load_potential
 
     return load_potential(DATA / source)

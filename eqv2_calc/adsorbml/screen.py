@@ -17,7 +17,7 @@ from ..batching import estimated_bytes, max_batch_atoms
 from ..calculator import EquiformerV2Calculator
 from ..cpu_workers import CpuWorkers
 from ..hub import ModelEntry, find_entry
-from ..potential import Potential
+from ..potential import Potential, require_forces
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import DEFAULT_RELAX_BATCH, RelaxResult, relax_many
 from ..structures import StructureLike
@@ -167,6 +167,7 @@ def screen(
         _check_inputs(ads, slabs, entry, entry.model_config.get("max_num_elements") if entry else None)
         potential, entry = resolve_model(model, device, dtype)
     _check_inputs(ads, slabs, entry, potential.config.max_num_elements)
+    require_forces(potential.implemented_properties, "AdsorbML screening (it relaxes every placement)")
     scheme = reference_scheme(entry, gas_references)
     placements = [make_placements(slab, ads, num_random=num_random, heuristic=heuristic, seed=seed + i)
                   for i, slab in enumerate(slabs)]
