@@ -42,8 +42,18 @@ def seeded_checkpoint(manifest_name: str) -> dict:
             "elementrefs": manifest.get("elementrefs")}
 
 
+def is_real_size_upstream(config_name: str) -> bool:
+    """A full-size golden of the research code (`params_upstream_*.json`, 89M-153M parameters)."""
+    return golden(config_name)["checkpoint"].startswith("params_upstream_")
+
+
 @lru_cache(maxsize=None)
 def golden_potential(config_name: str) -> Potential:
+    return load_golden_potential(config_name)
+
+
+def load_golden_potential(config_name: str) -> Potential:
+    """The golden's checkpoint, or its seeded weights for a real-size manifest (not cached)."""
     source = golden(config_name)["checkpoint"]
     if source.endswith(".json"):
         return potential_from_checkpoint(seeded_checkpoint(source), source=source)
