@@ -138,7 +138,8 @@ def _single_class_config(model: Mapping[str, Any], *, dens: bool) -> EquiformerV
                 raise ConfigError(f"both '{old}' and its new name '{new}' are given")
             options[new] = options.pop(old)
     energy_only = options.get("regress_forces", True) is False
-    return EquiformerV2Config.from_dict({**options, "layout": "equiformer_v2", "dens": dens, "energy_only": energy_only})
+    return EquiformerV2Config.from_dict({**options, "layout": "equiformer_v2", "dens": dens,
+                                         "energy_only": energy_only})
 
 
 def _hydra_config(model: Mapping[str, Any]) -> tuple[EquiformerV2Config, dict[str, str]]:
@@ -168,7 +169,8 @@ def _hydra_config(model: Mapping[str, Any]) -> tuple[EquiformerV2Config, dict[st
             raise ConfigError(f"unknown option(s) of head '{key}': {', '.join(sorted(rest))}")
     if "forces" not in head_keys and backbone.get("regress_forces", True) is False:
         options["energy_only"] = True  # as `fairchem_config` writes an energy-only model
-    needed = {"energy", "forces"} if backbone.get("direct_forces", True) and not options.get("energy_only") else {"energy"}
+    with_forces = backbone.get("direct_forces", True) and not options.get("energy_only")
+    needed = {"energy", "forces"} if with_forces else {"energy"}
     missing = needed - set(head_keys)
     if missing:
         raise CheckpointError(f"hydra checkpoint lacks the {' and '.join(sorted(missing))} head(s)")

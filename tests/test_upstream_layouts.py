@@ -86,6 +86,37 @@ def test_published_dens_configs_build_with_the_files_keys(manifest: Path) -> Non
     assert sum(v.numel() for v in model.parameters()) == sum(int(torch.tensor(s).prod()) for _, s in doc["params"])
 
 
+REGISTRY_NAMES = {"params_upstream_dens_oc20_2M": ("EquiformerV2-DeNS-83M-S2EF-OC20-2M-12epochs",
+                                                     "EquiformerV2-DeNS-83M-S2EF-OC20-2M-30epochs"),
+                  "params_upstream_dens_oc20_allmd": ("EquiformerV2-DeNS-153M-S2EF-OC20-All+MD",),
+                  "params_upstream_dens_oc22_full": ("EquiformerV2-DeNS-121M-S2EF-OC22",)}
+
+
+@pytest.mark.parametrize("manifest", REAL_SIZE, ids=lambda p: p.stem)
+def test_published_dens_configs_are_what_the_registry_expects(manifest: Path) -> None:
+    """Loading a released DeNS file by name warns when its config is not the published one (e.g. OC22 with
+    its linear references switched on, which would turn referenced into total energies)."""
+    import dataclasses
+
+    from eqv2_calc.hub import config_mismatches, find_entry
+
+    config, _ = config_from_fairchem(json.loads(manifest.read_text())["config"])
+    for name in REGISTRY_NAMES[manifest.stem]:
+        entry = find_entry(name)
+        assert entry.supported and config_mismatches(entry, config) == [], name
+    if "use_energy_lin_ref" in entry.model_config:
+        total = dataclasses.replace(config, use_energy_lin_ref=True, load_energy_lin_ref=True)
+        assert config_mismatches(entry, total) == ["use_energy_lin_ref: registry False, file True"]
+
+
+def test_checkpoints_info_says_what_oc22_dens_energies_are() -> None:
+    info = eqv2("checkpoints", "info", "EquiformerV2-DeNS-121M-S2EF-OC22")
+    assert info.returncode == 0, info.stderr
+    assert "linear_referenced: OC22 total energy minus the OC22 per-element linear references" in info.stdout
+    listed = eqv2("checkpoints", "list")
+    assert listed.returncode == 0 and "not readable" not in listed.stdout  # the footer of any unreadable entry
+
+
 def test_dens_file_without_denoising_keys_names_them(tmp_path: Path) -> None:
     checkpoint = read_checkpoint(DENS_OC20)
     checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if "denoising_pos_block" not in k}

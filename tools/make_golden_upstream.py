@@ -25,6 +25,9 @@ Layouts:
   (`use_energy_lin_ref`, `load_energy_lin_ref`), non-strict neighbour cap and the sigma encoding.
   Both also run fairchem 1.10's hydra `EqV2DeNSBackbone` + DeNS heads on the same weights (renamed
   keys) with the fixed frame: `fairchem_dens_backbone` in the golden file gives the largest difference.
+- `upstream_dens_base`: the DeNS repository's base class `EquiformerV2S_OC20` (registered there as
+  `equiformer_v2`: what fine-tuning without denoising writes), small, `norm_type: none` (no
+  normalization, which only that code accepts).
 - `upstream_paper`: `EquiformerV2_OC20` (the paper's repository, `nets/equiformer_v2/`), small, old
   config layout, `module.module.` prefixes (OCP's data-parallel wrappers).
 - `odac_is2re`: fairchem 1.10's `equiformer_v2` class (no other code of this file exists) with the
@@ -96,6 +99,7 @@ class Upstream:
             import model.equiformer_v2.equiformer_v2_denoising as dens_denoising
 
             self.classes["equiformer_v2_dens"] = dens_denoising.EquiformerV2S_OC20_DenoisingPos
+            self.classes["dens_base"] = dens_base.EquiformerV2S_OC20
             self.frame_modules.append(dens_base)
         if paper is not None:
             sys.path.insert(0, str(paper))
@@ -105,7 +109,7 @@ class Upstream:
             self.frame_modules.append(paper_module)
 
     def build(self, kind: str, options: dict):
-        """The upstream model (`kind`: equiformer_v2_dens, paper) or fairchem's (fairchem, hydra)."""
+        """The upstream model (`kind`: equiformer_v2_dens, dens_base, paper) or fairchem's (fairchem, hydra)."""
         options = copy.deepcopy(options)
         if kind in self.classes:
             return self.classes[kind](None, None, None, **options)  # num_atoms, bond_feat_dim, num_targets: unused
@@ -175,6 +179,15 @@ def make_specs() -> dict:
     specs["upstream_dens_oc22"] = dict(kind="equiformer_v2_dens", options=oc22,
                                        config=dens_config(oc22, (0.0, OC22_E_STD / 10), OC22_F_STD * 10, "oc22_lmdb"),
                                        normalizers=normalizers((0.0, OC22_E_STD / 10), OC22_F_STD * 10),
+                                       prefix="module.", store=True)
+    base = dict(small, norm_type="none", use_tp_reparam=False, use_energy_lin_ref=False, load_energy_lin_ref=False,
+                enforce_max_neighbors_strictly=True, use_grid_mlp=False)
+    base_config = dens_config(base, (mg.OC20_E_MEAN, mg.OC20_E_STD), 1.1, "lmdb")
+    base_config.update(trainer="forces", model={"name": "equiformer_v2", **base})
+    for key in DENS_OPTIM:
+        base_config["optim"].pop(key)
+    specs["upstream_dens_base"] = dict(kind="dens_base", options=base, config=base_config,
+                                       normalizers=normalizers((mg.OC20_E_MEAN, mg.OC20_E_STD), 1.1),
                                        prefix="module.", store=True)
     paper = {k: v for k, v in small.items() if k != "enforce_max_neighbors_strictly"}
     paper.update(norm_type="layer_norm", use_gate_act=True, use_grid_mlp=False, share_atom_edge_embedding=True)
@@ -363,6 +376,8 @@ def run_config(upstream, name, spec, structs):
         "checkpoint": ckpt_field,
         "reference_code": {"equiformer_v2_dens": "atomicarchitects/DeNS model/equiformer_v2/equiformer_v2_denoising.py "
                                                  "EquiformerV2S_OC20_DenoisingPos",
+                           "dens_base": "atomicarchitects/DeNS model/equiformer_v2/equiformer_v2.py "
+                                        "EquiformerV2S_OC20 (registered there as equiformer_v2)",
                            "paper": "atomicarchitects/equiformer_v2 nets/equiformer_v2/equiformer_v2_oc20.py "
                                     "EquiformerV2_OC20",
                            "fairchem": "fairchem-core 1.10.0 equiformer_v2 (deprecated single class)"}[spec["kind"]],

@@ -17,7 +17,8 @@ from ..errors import ConfigError
 AVG_NUM_NODES_OC20 = 77.81317
 AVG_DEGREE_OC20 = 23.395238876342773
 
-NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh")
+# fairchem's three; "none" (no normalization) is accepted by the DeNS repository's code
+NORM_TYPES = ("layer_norm", "layer_norm_sh", "rms_norm_sh", "none")
 
 # Options fairchem accepts but that do not change inference (dropout rates, training switches).
 _INFERENCE_NEUTRAL = {
@@ -120,7 +121,8 @@ class EquiformerV2Config:
         if self.distance_function != "gaussian":
             raise ConfigError(f"distance_function={self.distance_function!r}: only 'gaussian' exists in fairchem")
         if self.use_s2_act_attn:
-            raise ConfigError("use_s2_act_attn=True is not supported (fairchem 1.10 rejects it too)")
+            raise ConfigError("use_s2_act_attn=True is not supported (fairchem 1.10, the paper's and the DeNS "
+                              "repository's classes all reject it too: no code computes it)")
         if self.share_atom_edge_embedding and not self.use_atom_edge_embedding:
             raise ConfigError("share_atom_edge_embedding=True needs use_atom_edge_embedding=True")
         if self.use_energy_lin_ref and not self.load_energy_lin_ref:

@@ -1,4 +1,5 @@
-"""Equivariant normalizations of node features `(N, (lmax+1)**2, C)` (fairchem's three variants)."""
+"""Equivariant normalizations of node features `(N, (lmax+1)**2, C)` (fairchem's three variants, and
+the DeNS repository's "none")."""
 
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ class EquivariantRMSNormSH(nn.Module):
 
 
 def make_norm(norm_type: str, lmax: int, num_channels: int) -> nn.Module:
-    """The normalization named by a config's `norm_type`."""
+    """The normalization named by a config's `norm_type` ("none": the identity, no parameters)."""
+    if norm_type == "none":
+        return nn.Identity()
     return {
         "layer_norm": EquivariantLayerNorm,
         "layer_norm_sh": EquivariantLayerNormSH,
