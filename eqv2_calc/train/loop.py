@@ -26,7 +26,7 @@ from ..checkpoint import load_potential, read_checkpoint, save_checkpoint
 from ..data.dataset import SplitNotFoundError, check_elements, label_forces, label_stress, load_datasets
 from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
-from ..potential import Normalizer, Potential
+from ..potential import Normalizer, Potential, require_forces
 from .config import TrainConfig
 from .grow import add_identity_blocks
 from .split import split_by_structure
@@ -211,6 +211,7 @@ class Trainer:
             from ..hub import resolve_checkpoint
 
             potential = load_potential(resolve_checkpoint(cfg.finetune_from))
+            require_forces(potential.implemented_properties, "fine-tuning (the loss fits forces)")
             return add_identity_blocks(potential, cfg.add_layers) if cfg.add_layers else potential
         refs = fit_element_references(self.train_set)
         energy_norm = energy_normalizer(self.train_set)
