@@ -165,8 +165,9 @@ def normalizers(energy: tuple[float, float], forces_std: float | None) -> dict:
 
 
 def make_specs() -> dict:
-    """{name: spec}; spec: kind, options (model kwargs), config, normalizers, prefix, store, structures."""
-    small = {k: v for k, v in mg.SMALL_MODEL.items()}
+    """{name: spec}; spec: kind, options (model kwargs), config, normalizers, prefix, store and, for the
+    full-size configs, structures and seeds."""
+    small = dict(mg.SMALL_MODEL)
     specs = {}
     oc20 = dict(small, **DENS_OPTIONS)
     specs["upstream_dens_oc20"] = dict(kind="equiformer_v2_dens", options=oc20,
