@@ -32,8 +32,8 @@ from .registry import (
 )
 
 __all__ = [
-    "CACHE_ENV", "CHECKPOINT_SUFFIXES", "DOMAINS", "ENERGY_KINDS", "HF_PREFIX", "OUTPUTS", "PACKAGE_DIR", "REGISTRY_PATH",
-    "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelEntry", "Registry", "Source", "Verification",
+    "CACHE_ENV", "CHECKPOINT_SUFFIXES", "DOMAINS", "ENERGY_KINDS", "HF_PREFIX", "OUTPUTS", "PACKAGE_DIR",
+    "REGISTRY_PATH", "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelEntry", "Registry", "Source", "Verification",
     "cache_dir", "cached_file", "config_mismatches", "download_url", "fetch", "find_entry", "load_model",
     "load_registry", "misfit_message", "notice_text", "offline", "read_registry_file", "resolve_checkpoint",
     "sha256_file", "show_notice_once", "structure_kind", "url_cache_path", "verify", "warn_if_misfit",
