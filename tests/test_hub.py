@@ -56,8 +56,8 @@ def isolated(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("EQV2_CACHE", str(cache))
     for var in ("EQV2_OFFLINE", "HF_HUB_OFFLINE", "EQV2_REGISTRY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(hub, "_NOTIFIED", set())
-    monkeypatch.setattr(hub, "_MISFIT_WARNED", set())
+    monkeypatch.setattr(hub.notices, "_NOTIFIED", set())
+    monkeypatch.setattr(hub.notices, "_MISFIT_WARNED", set())
     return cache
 
 
@@ -117,7 +117,7 @@ def make_entry(name: str = "Local-Small", **changes) -> hub.ModelEntry:
 
 def use_registry(monkeypatch, *entries: hub.ModelEntry) -> None:
     registry = hub.Registry([*hub.load_registry().entries, *entries])
-    monkeypatch.setattr(hub, "load_registry", lambda: registry)
+    monkeypatch.setattr(hub.registry, "_read_registries", lambda paths: registry)
 
 
 def files_under(path: Path) -> list[Path]:
@@ -398,7 +398,7 @@ def test_architecture_mismatch_warns(server, monkeypatch) -> None:
     config = {"num_layers": 8, "lmax": 3, "mmax": 2, "sphere_channels": 16, "max_radius": 6.0, "max_neighbors": 20}
     use_registry(monkeypatch, make_entry(source={"type": "url", "url": f"{server}/models/ckpt_small.pt"},
                                          model_config=config))
-    hub._NOTIFIED.add("Local-Small")  # only the architecture warning is under test
+    hub.notices._NOTIFIED.add("Local-Small")  # only the architecture warning is under test
     with pytest.warns(UserWarning, match="num_layers: registry 8, file 2"):
         hub.load_model("Local-Small", progress=False)
 
