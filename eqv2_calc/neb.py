@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,8 @@ DEFAULT_SPRING = 0.1  # eV/Angstrom^2, ASE's NEB default
 # (--delta_fmax_climb 0.4 in its OC20NEB validation script).
 DEFAULT_CLIMB_DELTA_FMAX = 0.4
 CELL_TOLERANCE = 1e-6  # Angstrom: end points whose cell vectors differ by more are refused
-BAND_FILES = ("band.extxyz", "band.traj", "ts.extxyz", "ts.traj", "neb.json")
+BAND_FILES = ("band.extxyz", "band.traj", "ts.extxyz", "ts.traj", "neb.json")  # NEBResult.write
+PLOT_FILE = "neb.png"
 
 
 @dataclass
@@ -113,19 +116,24 @@ class NEBResult:
                 "climbed": self.climbed, "steps": self.steps, "fmax_eV_per_A": self.fmax,
                 "energies_eV": self.energies.tolist(), "path_A": self.path_length().tolist()}
 
-    def write(self, directory: str | os.PathLike) -> list[Path]:
+    def write(self, directory: str | os.PathLike, plot: bool = False) -> list[Path]:
         """Write `band.extxyz` and `band.traj` (every image with energy and forces), `ts.extxyz` and `ts.traj`
-        (the highest image) and `neb.json` (`summary`) into `directory` (created if needed). Returns the paths."""
+        (the highest image), `neb.json` (`summary`) and with `plot` `neb.png` into `directory` (created if
+        needed). The files are made in a temporary folder inside it and moved in only when all are written.
+        Returns the paths."""
         from .structures import write_structures
 
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in BAND_FILES[:2]:
-            write_structures(out / name, self.images)
-        for name in BAND_FILES[2:4]:
-            write_structures(out / name, self.ts)
-        (out / BAND_FILES[4]).write_text(json.dumps(self.summary(), indent=2))
-        return [out / name for name in BAND_FILES]
+        names = list(BAND_FILES) + ([PLOT_FILE] if plot else [])
+        with staged_files(out, names) as staged:
+            for name in names[:2]:
+                write_structures(staged / name, self.images)
+            for name in names[2:4]:
+                write_structures(staged / name, self.ts)
+            (staged / names[4]).write_text(json.dumps(self.summary(), indent=2))
+            if plot:
+                self.plot(staged / PLOT_FILE)
+        return [out / name for name in names]
 
     def plot(self, path: str | os.PathLike | None = None, title: str = ""):
         """Energy along the band (eV above the initial state, against the distance along the band in Angstrom)
@@ -157,6 +165,17 @@ class NEBResult:
             fig.savefig(path, dpi=120)
             plt.close(fig)
         return fig
+
+
+@contextmanager
+def staged_files(directory: Path, names: Sequence[str]) -> Iterator[Path]:
+    """A temporary folder inside `directory` (created if needed) to write the files `names` into; when the block
+    ends without error they are moved into `directory` together, else nothing is moved."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".staged-") as tmp:
+        yield Path(tmp)
+        for name in names:
+            os.replace(Path(tmp) / name, directory / name)
 
 
 def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("initial", "final")) -> None:
