@@ -13,7 +13,9 @@ from ase.constraints import FixAtoms
 from ase.mep import NEB
 from ase.optimize import BFGS
 
-HOPS = {"O/Cu(100)": ("Cu", "O", 1.0), "Cu/Cu(100)": ("Cu", "Cu", 1.7), "Au/Au(100)": ("Au", "Au", 1.8)}
+# adatom hops: metal of the slab, adatom, height above the top layer (Angstrom)
+HOPS = {"O/Cu(100)": ("Cu", "O", 1.0), "Cu/Cu(100)": ("Cu", "Cu", 1.7), "Au/Au(100)": ("Au", "Au", 1.8),
+        "Pt/Pt(100)": ("Pt", "Pt", 1.8), "Ag/Ag(100)": ("Ag", "Ag", 1.8), "N/Ni(100)": ("Ni", "N", 0.9)}
 
 
 def hop_ends(name: str = "O/Cu(100)", size: tuple[int, int, int] = (2, 2, 2)) -> tuple[Atoms, Atoms]:
