@@ -200,6 +200,8 @@ def _neb_settings(args: argparse.Namespace) -> dict:
 
 def _cmd_neb(args: argparse.Namespace) -> int:
     if args.benchmark:
+        if args.initial:
+            raise ValueError("--benchmark DIR runs on the trajectories in DIR: drop INITIAL and FINAL")
         return _neb_benchmark(args)
     if not (args.initial and args.final):
         raise ValueError("neb needs INITIAL and FINAL structure files (or --benchmark DIR)")

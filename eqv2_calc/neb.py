@@ -193,7 +193,7 @@ def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("ini
         i = int(differ[0])
         same_atoms = sorted(initial.numbers) == sorted(final.numbers)
         raise NEBError(f"atom {i} is {initial[i].symbol} in the {a} state and {final[i].symbol} in the {b} state: "
-                       + ("the same atoms in another order; reorder them so atom i is the same atom in both"
+                       + ("the same atoms in another order: reorder one file so that each index is the same atom in both"
                           if same_atoms else "the ends of a band need the same atoms in the same order"))
     if not np.array_equal(initial.pbc, final.pbc):
         raise NEBError(f"periodicity differs: pbc {initial.pbc.tolist()} in the {a} state, {final.pbc.tolist()} "
