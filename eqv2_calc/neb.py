@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ase.optimize
 import numpy as np
 import torch
 from ase import Atoms
@@ -40,7 +41,7 @@ from .cpu_workers import CpuWorkers
 from .errors import NEBError
 from .potential import Potential
 from .predict import DEMO_MODEL, Prediction, resolve_model
-from .relax import DEFAULT_FMAX, DEFAULT_STEPS, _optimizer_class, frozen_copy
+from .relax import DEFAULT_FMAX, DEFAULT_STEPS, frozen_copy
 from .validation import check_structure
 
 NEB_METHODS = ("improvedtangent", "aseneb", "eb", "spline", "string")  # ase.mep.neb.get_neb_method
@@ -193,8 +194,8 @@ def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("ini
         i = int(differ[0])
         same_atoms = sorted(initial.numbers) == sorted(final.numbers)
         raise NEBError(f"atom {i} is {initial[i].symbol} in the {a} state and {final[i].symbol} in the {b} state: "
-                       + ("the same atoms in another order: reorder one file so that each index is the same atom in both"
-                          if same_atoms else "the ends of a band need the same atoms in the same order"))
+                       + ("the same atoms in another order: reorder one file so that each index is the same "
+                          "atom in both" if same_atoms else "the ends of a band need the same atoms in the same order"))
     if not np.array_equal(initial.pbc, final.pbc):
         raise NEBError(f"periodicity differs: pbc {initial.pbc.tolist()} in the {a} state, {final.pbc.tolist()} "
                        f"in the {b} state")
@@ -369,7 +370,7 @@ def run_nebs(
         copies.append([image.copy() for image in band])
         for i, image in enumerate(copies[-1]):
             check_structure(image, entry, f"{what} image {i}", allow_untrained_elements)
-    optimizer_class = _optimizer_class(optimizer)
+    optimizer_class = getattr(ase.optimize, optimizer)
     runs = []
     for b, images in enumerate(copies):
         neb = NEB(images, k=k, climb=False, method=method)
