@@ -101,7 +101,7 @@ def test_bands_together_equal_each_band_alone(demo: Potential, o_hop: tuple, mon
     end points are evaluated once, the moving images once per step."""
     cu_hop = [r.atoms for r in relax_many(hop_ends("Cu/Cu(100)"), demo, fmax=0.02, progress=False)]
     bands = [interpolate_band(*o_hop, 3), interpolate_band(*cu_hop, 2)]
-    settings = {"fmax": 0.05, "steps": 30, "device": "cpu", "dtype": torch.float64, "progress": False}
+    settings = {"fmax": 0.05, "steps": 15, "device": "cpu", "dtype": torch.float64, "progress": False}
     calls = []
     evaluate = CpuWorkers.evaluate
     monkeypatch.setattr(CpuWorkers, "evaluate", lambda self, structures: calls.append(
