@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from ase.optimize.optimize import Optimizer
 from .batching import max_batch_atoms
 from .cpu_workers import CpuWorkers
 from .errors import NEBError
+from .files import staged_files
 from .potential import Potential
 from .predict import DEMO_MODEL, Prediction, resolve_model
 from .relax import DEFAULT_FMAX, DEFAULT_STEPS, frozen_copy
@@ -166,17 +165,6 @@ class NEBResult:
             fig.savefig(path, dpi=120)
             plt.close(fig)
         return fig
-
-
-@contextmanager
-def staged_files(directory: Path, names: Sequence[str]) -> Iterator[Path]:
-    """A temporary folder inside `directory` (created if needed) to write the files `names` into; when the block
-    ends without error they are moved into `directory` together, else nothing is moved."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".staged-") as tmp:
-        yield Path(tmp)
-        for name in names:
-            os.replace(Path(tmp) / name, directory / name)
 
 
 def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("initial", "final")) -> None:
