@@ -162,7 +162,7 @@ def main() -> None:
     from eqv2_calc.predict import DEMO_MODEL, resolve_model
 
     model = args.model or DEMO_MODEL
-    potential, _ = resolve_model(model, "cpu", torch.float32)
+    potential = resolve_model(model, "cpu", torch.float32)
     start = time.perf_counter()
     makers = {"ours": ours, "fairchem-data-oc": theirs}
     rows = []

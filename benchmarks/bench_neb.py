@@ -82,7 +82,7 @@ def main() -> None:
 
     from eqv2_calc.predict import DEMO_MODEL, resolve_model
 
-    potential, _ = resolve_model(args.model or DEMO_MODEL, args.device)
+    potential = resolve_model(args.model or DEMO_MODEL, args.device)
     bands = neb_bands(args.bands, args.images, tuple(args.size))
     result = time_nebs(potential, torch.device(args.device), bands, args.steps)
     result.update(model=args.model or DEMO_MODEL, device=args.device, threads=torch.get_num_threads())

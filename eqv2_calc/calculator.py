@@ -69,17 +69,17 @@ class EquiformerV2Calculator(Calculator):
         super().__init__(**kwargs)
         self.allow_untrained_elements = allow_untrained_elements
         self.device = resolve_device(device)
-        self.potential, self.model_entry = resolve_model(model, self.device, dtype)
+        self.potential = resolve_model(model, self.device, dtype)
         self.potential.precision = precision
         self.graphs = GraphBuilder(self.potential, skin)
         self.implemented_properties = list(self.potential.implemented_properties)
 
     def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
-        if self.model_entry is not None and _STRUCTURE_CHANGES.intersection(system_changes):
-            check_elements(self.atoms.get_chemical_symbols(), self.model_entry, "structure",
-                           self.allow_untrained_elements)
-            warn_if_misfit(self.atoms, self.model_entry)
+        entry = self.potential.card.entry
+        if entry is not None and _STRUCTURE_CHANGES.intersection(system_changes):
+            check_elements(self.atoms.get_chemical_symbols(), entry, "structure", self.allow_untrained_elements)
+            warn_if_misfit(self.atoms, entry)
         check_distances(self.atoms, "structure")
         result = evaluate(self.potential, [self.atoms], self.graphs)[0]
         self.results = {"energy": result.energy, "free_energy": result.energy}

@@ -29,7 +29,7 @@ from .data.dataset import DatasetError
 from .data.formats import DatasetSource, open_dataset
 from .errors import EnergyReferenceError, EquiformerV2Error
 from .files import staged_files
-from .hub import ModelEntry, find_entry
+from .hub import ModelCard, ModelEntry
 from .metrics import IS2REMetrics, S2EFMetrics
 from .potential import Potential, require_forces
 from .predict import DEFAULT_BATCH_SIZE, DEMO_MODEL, evaluate as evaluate_batch, resolve_model
@@ -151,10 +151,11 @@ def evaluate(
         count = len(source) if limit is None else limit
         model_name = "Potential object" if isinstance(model, Potential) else str(model)
         if ray is None:
-            potential, entry = resolve_model(model, device, dtype)
+            potential = resolve_model(model, device, dtype)
+            card = potential.card
         else:  # the workers load their own copies
-            potential, entry = None, find_entry(model)
-        measured = check_energy_kind(source.energy_kind, entry, model_name)
+            potential, card = None, ModelCard.of(model)
+        measured = check_energy_kind(source.energy_kind, card.entry, model_name)
         if potential is not None and "forces" not in potential.implemented_properties:
             if source.task == "s2ef":
                 require_forces(potential.implemented_properties, "S2EF evaluation (force errors)")

@@ -349,7 +349,7 @@ def run_nebs(
         raise NEBError("no bands given")
     from tqdm.auto import tqdm
 
-    potential, entry = resolve_model(model, device, dtype)
+    potential = resolve_model(model, device, dtype)
     check_forces(potential, "(the given Potential)" if isinstance(model, Potential) else str(model))
     copies = []
     for b, band in enumerate(bands):
@@ -357,7 +357,7 @@ def run_nebs(
         _check_band(band, what)
         copies.append([image.copy() for image in band])
         for i, image in enumerate(copies[-1]):
-            check_structure(image, entry, f"{what} image {i}", allow_untrained_elements)
+            check_structure(image, potential.card.entry, f"{what} image {i}", allow_untrained_elements)
     optimizer_class = getattr(ase.optimize, optimizer)
     runs = []
     for b, images in enumerate(copies):

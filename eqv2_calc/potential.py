@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import EnergyOnlyModelError
 from .graph import AtomicGraph, build_graph
+from .hub.card import IN_CODE, ModelCard
 from .model import EquiformerV2, EquiformerV2Config
 from .precision import check_precision, matmul_precision
 
@@ -70,6 +71,8 @@ class Potential(nn.Module):
     Attributes:
         precision: matmul precision of the network ("float32", exact and the default; "tf32" or
             "bfloat16": see `eqv2_calc.precision`), checked when set.
+        card: the model as it was named (`hub.ModelCard`: its registry entry, or none for an unregistered file
+            or a Potential made in code), set by `hub.load_model`; workflows ask it instead of the registry.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Potential(nn.Module):
         self.register_buffer("element_references", element_references.clone(), persistent=False)
         self.register_buffer("change_of_basis", torch.tensor(RANK2_CHANGE_OF_BASIS), persistent=False)
         self.precision = "float32"
+        self.card = ModelCard(IN_CODE)
 
     @property
     def precision(self) -> str:

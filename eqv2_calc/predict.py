@@ -21,7 +21,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .graph import AtomicGraph, build_graph, reuse_graph
 from .errors import InvalidStructureError
-from .hub import ModelEntry, find_entry, load_model, warn_if_misfit
+from .hub import ModelCard, load_model, warn_if_misfit
 from .potential import Potential
 from .structures import StructureLike, to_atoms_list
 from .validation import check_structure, labelled, structure_labels
@@ -50,18 +50,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_model(
-    model: str | os.PathLike | Potential, device: str | torch.device = "auto", dtype: torch.dtype = torch.float32
-) -> tuple[Potential, ModelEntry | None]:
-    """A `Potential` in eval mode on `device`/`dtype` and its registry entry (None for files and objects).
+    model: str | os.PathLike | ModelCard | Potential, device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> Potential:
+    """A `Potential` in eval mode on `device`/`dtype`, carrying its `card` (registry entry or none).
 
-    `model`: a registered name or alias, `hf://` address, URL, checkpoint path, or a `Potential`.
+    `model`: a registered name or alias, `hf://` address, URL, checkpoint path, its `ModelCard`, or a
+    `Potential` (moved, keeping its card: a model is looked up once, when it is loaded).
     """
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype={dtype} must be torch.float32 or torch.float64")
     device = resolve_device(device)
     if isinstance(model, Potential):
-        return model.to(device=device, dtype=dtype).eval(), None
-    return load_model(model, device=device, dtype=dtype), find_entry(model)
+        return model.to(device=device, dtype=dtype).eval()
+    return load_model(model, device=device, dtype=dtype)
 
 
 @dataclass
@@ -226,7 +228,8 @@ def predict(
 
     atoms_list = to_atoms_list(structures)
     labels = structure_labels(labels, len(atoms_list))
-    potential, entry = resolve_model(model, device, dtype)
+    potential = resolve_model(model, device, dtype)
+    entry = potential.card.entry
     for atoms, label in zip(atoms_list, labels):
         check_structure(atoms, entry, label, allow_untrained_elements)
     if entry is not None:

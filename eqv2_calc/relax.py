@@ -422,10 +422,10 @@ def relax_many(
 
     atoms_list = to_atoms_list(structures)
     labels = structure_labels(labels, len(atoms_list))
-    potential, entry = resolve_model(model, device, dtype)
+    potential = resolve_model(model, device, dtype)
     require_forces(potential.implemented_properties, "relax_many")
     for atoms, label in zip(atoms_list, labels):  # at the start; the FIRE steps do not check distances again
-        check_structure(atoms, entry, label, allow_untrained_elements)
+        check_structure(atoms, potential.card.entry, label, allow_untrained_elements)
     free = [_free_atoms(atoms, label) for atoms, label in zip(atoms_list, labels)]
     if relax_cell:
         for atoms in atoms_list:

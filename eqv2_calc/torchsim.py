@@ -96,7 +96,7 @@ class EquiformerV2Model(ModelInterface):
         precision: str = "float32",
     ) -> None:
         super().__init__()
-        self.potential, _ = resolve_model(model, device, dtype)
+        self.potential = resolve_model(model, device, dtype)
         self.potential.precision = precision
         config = self.potential.config
         if compute_forces:

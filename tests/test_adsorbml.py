@@ -233,3 +233,18 @@ def test_resolve_adsorbate_names_files_and_binding_atoms(tmp_path) -> None:
     assert ammonia.symbols[0] == "N" and (ammonia.atoms.positions[1:, 2] > 0.3).all()
     with pytest.raises(AdsorbateError, match="no such file"):
         resolve_adsorbate(str(tmp_path / "missing.xyz"), [0])
+
+
+def test_a_screen_looks_its_model_up_once(monkeypatch) -> None:
+    """The model is resolved once: the loaded Potential carries its card (registry entry), which the input
+    checks, the adsorption references and relax_many ask instead of the registry."""
+    import eqv2_calc.hub.card as card_module
+    from eqv2_calc.predict import DEMO_MODEL
+
+    lookups = []
+    real = card_module.find_entry
+    monkeypatch.setattr(card_module, "find_entry", lambda model: lookups.append(model) or real(model))
+    monkeypatch.setattr("eqv2_calc.hub.registry.find_entry", lambda model: pytest.fail(f"second lookup of {model}"))
+    systems = screen(cu111((2, 2, 3)), "*O", num_random=0, steps=1, progress=False, device="cpu")
+    assert lookups == [DEMO_MODEL]
+    assert "EMT gas references" in systems[0].scheme.description  # the demo's card decided the references

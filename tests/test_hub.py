@@ -365,7 +365,7 @@ def test_load_by_name_matches_loading_the_file(server, monkeypatch) -> None:
 
 def test_bulk_crystal_on_a_surface_model_warns_once(monkeypatch) -> None:
     calc = EquiformerV2Calculator(model=load_potential(CKPT), device="cpu")
-    calc.model_entry = make_entry()
+    calc.potential.card = hub.ModelCard("Local-Small", make_entry())
     with pytest.warns(DomainWarning, match="Local-Small was trained on catalyst surfaces.*bulk crystal"):
         calc.get_potential_energy(bulk("Cu", "fcc", a=3.6, cubic=True))
     with warnings.catch_warnings():

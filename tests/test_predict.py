@@ -13,7 +13,7 @@ from eqv2_calc.calculator import EquiformerV2Calculator
 from eqv2_calc.errors import InvalidStructureError
 from eqv2_calc.graph import build_graph, reuse_graph
 from eqv2_calc.potential import Potential
-from eqv2_calc.predict import GraphBuilder, predict
+from eqv2_calc.predict import DEMO_MODEL, GraphBuilder, predict
 from eqv2_calc.structures import to_atoms, to_atoms_list
 from test_model import seeded_potential
 
@@ -108,3 +108,26 @@ def test_inputs_pymatgen_files_and_errors(tmp_path) -> None:
         to_atoms(tmp_path / "missing.cif")
     with pytest.raises(InvalidStructureError, match="cannot use a int"):
         to_atoms(3)
+
+
+def test_a_loaded_potential_carries_its_card_into_every_workflow() -> None:
+    """A Potential loaded by name keeps its registry card when passed on as an object: predict, relax_many and
+    the calculator refuse the demo model's untrained elements just as they do for the name."""
+    from ase import Atoms
+
+    from eqv2_calc import EquiformerV2Calculator, load_model, relax_many
+    from eqv2_calc.errors import UnsupportedElementError
+    from eqv2_calc.hub import IN_CODE
+
+    potential = load_model(DEMO_MODEL)
+    assert potential.card.name == "eqV2-demo-EMT" and potential.card.entry.elements
+    uranium = Atoms("UO", positions=[(0, 0, 0), (0, 0, 1.9)], cell=[8, 8, 8], pbc=True)
+    for run in (lambda: predict(uranium, potential, device="cpu", progress=False),
+                lambda: relax_many([uranium], potential, device="cpu", progress=False),
+                lambda: EquiformerV2Calculator(potential, device="cpu").get_potential_energy(uranium)):
+        with pytest.raises(UnsupportedElementError, match="U"):
+            run()
+    from eqv2_calc.checkpoint import load_potential
+    from eqv2_calc.hub import resolve_checkpoint
+
+    assert load_potential(resolve_checkpoint(DEMO_MODEL)).card.source == IN_CODE  # made in code: no registry entry

@@ -15,7 +15,7 @@ from eqv2_calc.predict import DEMO_MODEL, resolve_model
 def test_plan_names_slab_placements_batch_device_and_time(capsys):
     [slab] = build_slabs(bulk("Cu", "fcc", a=3.6, cubic=True), (1, 1, 1),
                          settings=SlabSettings(min_slab_size=4.0, min_ab=5.0))
-    potential, _ = resolve_model(DEMO_MODEL, "cpu")
+    potential = resolve_model(DEMO_MODEL, "cpu")
     placements = make_placements(slab, resolve_adsorbate("*CO"), num_random=1, seed=0)
     max_atoms = max_batch_atoms(potential, placements[0].atoms)
     assert len(placements[0].atoms) <= max_atoms <= CPU_MAX_BATCH_ATOMS

@@ -16,7 +16,7 @@ from ase import Atoms
 from ..batching import estimated_bytes, max_batch_atoms
 from ..calculator import EquiformerV2Calculator
 from ..cpu_workers import CpuWorkers
-from ..hub import ModelEntry, find_entry
+from ..hub import ModelCard, ModelEntry
 from ..potential import Potential, require_forces
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import DEFAULT_RELAX_BATCH, RelaxResult, relax_many
@@ -159,13 +159,15 @@ def screen(
     for slab in slabs:
         check_slab(slab)
     if isinstance(model, EquiformerV2Calculator):
-        potential, entry = model.potential, model.model_entry
+        potential = model.potential
         device, dtype = model.device, next(potential.parameters()).dtype
     else:
-        entry = find_entry(model) if isinstance(model, (str, os.PathLike)) else None
-        # fail on unknown elements before loading (and downloading) the model
-        _check_inputs(ads, slabs, entry, entry.model_config.get("max_num_elements") if entry else None)
-        potential, entry = resolve_model(model, device, dtype)
+        if not isinstance(model, Potential):  # fail on unknown elements before loading (and downloading) it
+            model = ModelCard.of(model)
+            entry = model.entry
+            _check_inputs(ads, slabs, entry, entry.model_config.get("max_num_elements") if entry else None)
+        potential = resolve_model(model, device, dtype)
+    entry = potential.card.entry
     _check_inputs(ads, slabs, entry, potential.config.max_num_elements)
     require_forces(potential.implemented_properties, "AdsorbML screening (it relaxes every placement)")
     scheme = reference_scheme(entry, gas_references)

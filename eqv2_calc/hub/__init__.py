@@ -18,10 +18,12 @@ files (separated by `os.pathsep`) whose entries are added to the shipped ones.
 
 The pieces, one question each: `registry` (the schema and lookup of `checkpoints.json`), `cache` (where
 files are kept, offline mode), `download` (fetching with checksums, re-verifying the cache), `notices`
-(license/domain notices and domain warnings) and `loading` (`load_model`). Their public names are
+(license/domain notices and domain warnings), `card` (a model resolved once: `ModelCard`) and `loading`
+(`load_model`). Their public names are
 imported here, so `from eqv2_calc.hub import load_model` and `hub.resolve_checkpoint(...)` work as before.
 """
 
+from .card import IN_CODE, ModelCard
 from .cache import CACHE_ENV, cache_dir, cached_file, offline, url_cache_path
 from .download import CHECKPOINT_SUFFIXES, Verification, download_url, fetch, resolve_checkpoint, sha256_file, verify
 from .loading import config_mismatches, load_model
@@ -33,7 +35,7 @@ from .registry import (
 
 __all__ = [
     "CACHE_ENV", "CHECKPOINT_SUFFIXES", "DOMAINS", "ENERGY_KINDS", "HF_PREFIX", "OUTPUTS", "PACKAGE_DIR",
-    "REGISTRY_PATH", "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelEntry", "Registry", "Source", "Verification",
+    "IN_CODE", "REGISTRY_PATH", "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelCard", "ModelEntry", "Registry", "Source", "Verification",
     "cache_dir", "cached_file", "config_mismatches", "download_url", "fetch", "find_entry", "load_model",
     "load_registry", "misfit_message", "notice_text", "offline", "read_registry_file", "resolve_checkpoint",
     "sha256_file", "show_notice_once", "structure_kind", "url_cache_path", "verify", "warn_if_misfit",

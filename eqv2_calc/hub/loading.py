@@ -6,9 +6,10 @@ import os
 import warnings
 from typing import TYPE_CHECKING
 
-from .download import resolve_checkpoint
+from .card import ModelCard
+from .download import fetch, resolve_checkpoint
 from .notices import show_notice_once
-from .registry import ModelEntry, find_entry
+from .registry import ModelEntry
 
 if TYPE_CHECKING:
     import torch
@@ -28,9 +29,10 @@ def config_mismatches(entry: ModelEntry, config: EquiformerV2Config) -> list[str
     return out
 
 
-def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+def load_model(model: str | os.PathLike | ModelCard, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None, *, progress: bool = True) -> Potential:
-    """A ready-to-run `Potential` from a registered name/alias, `hf://` address, URL or file path.
+    """A ready-to-run `Potential` from a registered name/alias, `hf://` address, URL or file path (or the
+    `ModelCard` of one), carrying that card (`Potential.card`), so workflows never look the model up again.
 
     Downloads and caches the file when needed, shows the model's license and domain once per
     process (`ModelNotice`), and warns when the file's architecture differs from the registry's.
@@ -40,11 +42,15 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
     from ..checkpoint import load_potential
 
-    entry = find_entry(name_or_path)
-    path = resolve_checkpoint(name_or_path, progress=progress)
+    card = model if isinstance(model, ModelCard) else ModelCard.of(model)
+    entry = card.entry
     if entry is not None:
+        path = fetch(entry, progress=progress)
         show_notice_once(entry)
+    else:
+        path = resolve_checkpoint(card.source, progress=progress)
     potential = load_potential(path, device=device, dtype=dtype or torch.float32)
+    potential.card = card
     mismatches = config_mismatches(entry, potential.config) if entry is not None else []
     if mismatches:
         warnings.warn(f"{entry.name}: {path} does not have the architecture the registry lists "

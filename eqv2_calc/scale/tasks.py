@@ -1,7 +1,7 @@
 """Chunk tasks: what a model-holding worker runs on a list of structures.
 
 A `Task` is a module-level function `fn(calc, structures, **params)` (`calc` the worker's
-`EquiformerV2Calculator`: its `potential`, `model_entry`, `device`) returning one `(row, Atoms)` pair per
+`EquiformerV2Calculator`: its `potential` (with its `card`), `device`) returning one `(row, Atoms)` pair per
 structure: `row` a dict of table values (keys `Task.columns`; floats in eV, Angstrom), `Atoms` the
 structure to keep (with a `SinglePointCalculator` holding its energy and forces) or None. `predict_task` and
 `relax_task` wrap `eqv2_calc.predict.predict` and `eqv2_calc.relax.relax_many`.
