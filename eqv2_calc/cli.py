@@ -103,7 +103,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from .scale import predict_task
 
         _refuse_output_with_results(args)
-        return _run_scaled(args, structures, labels, predict_task(args.batch_size))
+        return _run_scaled(args, structures, labels, predict_task(args.batch_size, args.allow_untrained_elements))
     results = predict(structures, _model(args), batch_size=args.batch_size, device=args.device,
                       progress=not args.quiet, labels=labels, allow_untrained_elements=args.allow_untrained_elements)
     records = []
@@ -144,7 +144,8 @@ def _cmd_relax(args: argparse.Namespace) -> int:
         from .scale import relax_task
 
         _refuse_output_with_results(args)
-        return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size))
+        return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size,
+                                                                args.allow_untrained_elements))
     if not args.output:
         raise ValueError("relax needs -o/--output FILE (or --results DIR for a chunked, resumable run)")
     if args.batch:

@@ -19,6 +19,7 @@ from ase import Atoms
 from ..calculator import EquiformerV2Calculator
 from ..predict import DEFAULT_BATCH_SIZE, STRESS_COLUMNS, predict
 from ..relax import DEFAULT_FMAX, DEFAULT_RELAX_BATCH, DEFAULT_STEPS, frozen_copy, relax_many
+from ..validation import check_structure
 
 ItemResult = tuple[dict[str, Any], Atoms | None]
 DEFAULT_CHUNK_SIZE = 32  # structures per chunk: enough to fill a batch, small enough to retry cheaply
@@ -55,8 +56,18 @@ def placement(calc: EquiformerV2Calculator) -> dict[str, torch.device | torch.dt
     return {"device": calc.device, "dtype": next(calc.potential.parameters()).dtype}
 
 
-def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batch_size: int) -> list[ItemResult]:
+def checked(calc: EquiformerV2Calculator, structures: list[Atoms], allow_untrained_elements: bool) -> list[Atoms]:
+    """`structures`, once `validation.check_structure` with the worker's registry entry accepts each: the checks
+    (and messages) of `predict` and `relax_many` given the model's name, which the worker's `Potential` lacks."""
+    for atoms in structures:
+        check_structure(atoms, calc.model_entry, "structure", allow_untrained_elements)
+    return structures
+
+
+def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batch_size: int,
+                  allow_untrained_elements: bool = False) -> list[ItemResult]:
     """`predict` on one chunk: energy (eV), max force (eV/A), Voigt stress (eV/A^3, empty without one)."""
+    structures = checked(calc, structures, allow_untrained_elements)
     out = []
     for atoms, p in zip(structures, predict(structures, calc.potential, batch_size=batch_size, progress=False,
                                             **placement(calc))):
@@ -68,25 +79,33 @@ def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batc
 
 
 def relax_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, fmax: float, steps: int,
-                relax_cell: bool, batch_size: int) -> list[ItemResult]:
+                relax_cell: bool, batch_size: int, allow_untrained_elements: bool = False) -> list[ItemResult]:
     """`relax_many` (batched FIRE) on one chunk: final energy (eV), max force (eV/A), converged, steps."""
-    results = relax_many(structures, calc.potential, fmax=fmax, steps=steps, relax_cell=relax_cell,
-                         batch_size=batch_size, progress=False, **placement(calc))
+    results = relax_many(checked(calc, structures, allow_untrained_elements), calc.potential, fmax=fmax, steps=steps,
+                         relax_cell=relax_cell, batch_size=batch_size, progress=False, **placement(calc))
     return [({"energy_eV": r.energy, "fmax_eV_per_A": r.fmax, "converged": r.converged, "steps": r.steps}, r.atoms)
             for r in results]
 
 
-def predict_task(batch_size: int = DEFAULT_BATCH_SIZE) -> Task:
-    """Energies, forces and stresses: `batch_size` structures per model call."""
+def _opt_out(allow_untrained_elements: bool) -> dict[str, bool]:
+    """The task parameter of `--allow-untrained-elements`, only when set (so jobs without it keep their
+    fingerprint)."""
+    return {"allow_untrained_elements": True} if allow_untrained_elements else {}
+
+
+def predict_task(batch_size: int = DEFAULT_BATCH_SIZE, allow_untrained_elements: bool = False) -> Task:
+    """Energies, forces and stresses: `batch_size` structures per model call; structures with elements the
+    model was not trained on are refused (their row holds the error) unless `allow_untrained_elements`."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    return Task(predict_items, PREDICT_COLUMNS, {"batch_size": batch_size})
+    return Task(predict_items, PREDICT_COLUMNS, {"batch_size": batch_size, **_opt_out(allow_untrained_elements)})
 
 
 def relax_task(fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS, relax_cell: bool = False,
-               batch_size: int = DEFAULT_RELAX_BATCH) -> Task:
-    """Batched FIRE relaxations to `fmax` eV/Angstrom within `steps` steps (see `relax_many`)."""
+               batch_size: int = DEFAULT_RELAX_BATCH, allow_untrained_elements: bool = False) -> Task:
+    """Batched FIRE relaxations to `fmax` eV/Angstrom within `steps` steps (see `relax_many`); elements as in
+    `predict_task`."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    return Task(relax_items, RELAX_COLUMNS,
-                {"fmax": fmax, "steps": steps, "relax_cell": relax_cell, "batch_size": batch_size})
+    return Task(relax_items, RELAX_COLUMNS, {"fmax": fmax, "steps": steps, "relax_cell": relax_cell,
+                                             "batch_size": batch_size, **_opt_out(allow_untrained_elements)})
