@@ -593,6 +593,7 @@ def _nodes(
         cell = complete_cell(np.array(struct.get_cell(), dtype=np.float64))
         pos = np.array(struct.get_positions(), dtype=np.float64)
         positions.append(torch.from_numpy(wrap_positions(pos, cell, pbc=pbc, eps=0)).to(dtype))
+        _check_positions(positions[-1], f"{what} (in {dtype})")  # a finite float64 may overflow float32 (3.4e38 A)
         numbers.append(torch.from_numpy(np.array(struct.get_atomic_numbers(), dtype=np.int64)))
         cells.append(torch.from_numpy(cell).to(dtype))
         pbcs.append(torch.from_numpy(pbc))
