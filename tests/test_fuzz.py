@@ -196,3 +196,13 @@ def test_eqv2_predict(name: str, tmp_path, capsys: pytest.CaptureFixture) -> Non
         assert result.returncode == 2 and result.stderr.startswith("eqv2: error: "), result
         assert len(result.stderr.splitlines()) == 1, result.stderr
         _check(result.stderr, expected)
+
+
+def test_docs_list_every_case() -> None:
+    """docs/troubleshooting.md's table of malformed input names every case of this file, and no other."""
+    from snippets import REPO
+
+    text = (REPO / "docs" / "troubleshooting.md").read_text()
+    table = text.split("### Malformed input")[1].split("\n## ")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == list(CASES)
