@@ -197,6 +197,21 @@ def test_is2re_relaxes_and_compares_relaxed_energy(files) -> None:
     assert row["initial_energy_ref_eV"] == pytest.approx(files["is2re_ref"]["y_init"])
 
 
+def test_docs_state_the_is2re_step_limit_the_code_uses(files) -> None:
+    """docs/datasets.md's "at most N steps" is `evaluate`'s default, and the report line says the same."""
+    import inspect
+    import re
+
+    from eqv2_calc.evaluation import IS2RE_STEPS
+
+    text = (Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    (stated,) = re.findall(r"IS2RE data: the model relaxes every initial structure \(batched FIRE, fmax 0.05 eV/Å, "
+                           r"at most (\d+) steps\)", text)
+    assert int(stated) == IS2RE_STEPS == inspect.signature(evaluate).parameters["steps"].default == 300
+    report = evaluate(files["is2re"], energy_kind="total", progress=False)
+    assert f"at most {stated} steps" in report.metrics["measured"]
+
+
 def test_adsorption_labels_with_a_total_energy_model_are_refused(files, tmp_path) -> None:
     with pytest.raises(EnergyReferenceError, match="predicts total energies but the data holds adsorption"):
         evaluate(files["new"], output_dir=tmp_path / "out", progress=False)
