@@ -10,7 +10,7 @@
 - ``ase-db``: an ASE SQLite database (``.db``);
 - ``ase-io``: any other file ase.io reads (read whole, not streamed).
 
-Every structure is an `Atoms` with labels in a `SinglePointCalculator` as in `eqv2_calc.data.dataset`,
+Every structure is an `Atoms` with labels in a `SinglePointCalculator` as in `eqv2_calc.data.labels`,
 OC20 ``tags``, a `FixAtoms` constraint for ``fixed`` atoms, and ``atoms.info``: ``origin`` ("file.lmdb@key
 b'3'"), ``energy_kind`` ("adsorption" or "total"), and the file's ``sid`` / ``fid`` where it has them.
 IS2RE records carry ``y_init`` as the energy at ``pos``, ``info["relaxed_energy"]`` (``y_relaxed``, eV) and
@@ -36,7 +36,7 @@ import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms
 
-from .dataset import LABELS, DatasetError, attach_labels, connect_ase_sqlite, load_structures, row_to_atoms
+from .labels import LABELS, DatasetError, attach_labels, connect_ase_sqlite, read_labelled_file, row_to_atoms
 from .safe_pickle import UnsafePickleError, data_fields, loads
 
 ENERGY_KINDS = ("adsorption", "total")
@@ -242,14 +242,14 @@ class AseDatabase(DatasetSource):
 
 
 class AseFile(DatasetSource):
-    """A file ase.io reads (extxyz, traj, ...): read whole at opening (see `load_structures`)."""
+    """A file ase.io reads (extxyz, traj, ...): read whole at opening (`labels.read_labelled_file`)."""
 
     format = "ase-io"
 
     def __init__(self, path: Path, require: tuple[str, ...], energy_kind: str | None) -> None:
         super().__init__(path, require)
         self.energy_kind = energy_kind or "total"
-        self._structures = load_structures(path, require=require)
+        self._structures = read_labelled_file(path, None, require)
         self._index([len(self._structures)])
 
     def key(self, index: int) -> str:
