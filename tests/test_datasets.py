@@ -122,6 +122,28 @@ def test_lmdb_of_new_and_old_pyg_data_and_folder(files) -> None:
     folder.close()
 
 
+def test_lmdb_in_lmdbs_default_folder_layout(files, tmp_path, capsys) -> None:
+    """An LMDB written with lmdb's default subdir=True (a folder holding data.mdb), alone or as the *.lmdb
+    entries of a folder, reads like the file layout: through open_dataset, training's loader and the CLI."""
+    from torch_geometric.data import Data
+
+    single = write_lmdb(tmp_path / "s2ef_val", [Data(**data_fields(a, sid=i)) for i, a in enumerate(files["slabs"])],
+                        subdir=True)
+    assert sorted(p.name for p in single.iterdir()) == ["data.mdb", "lock.mdb"]
+    source = open_dataset(single, energy_kind="total")
+    assert source.format == "fairchem-lmdb" and len(source) == len(files["slabs"])
+    assert source.key(1) == f"{single} key b'1'"
+    _check_same(source[2], files["slabs"][2])
+    source.close()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, slab in enumerate(files["slabs"][:2]):
+        write_lmdb(folder / f"data.{i:04d}.lmdb", [Data(**data_fields(slab, sid=i))], subdir=True)
+    assert [a.info["sid"] for a in load_datasets(str(folder))] == [0, 1]
+    assert main(["evaluate", "--data", str(single), "--energy-kind", "total", "--limit", "2"]) == 0
+    assert f"s2ef on {single} (2 structures, total energies)" in capsys.readouterr().out
+
+
 def test_reading_needs_no_torch_geometric(files, monkeypatch) -> None:
     for name in [m for m in sys.modules if m.split(".")[0] == "torch_geometric"]:
         monkeypatch.setitem(sys.modules, name, None)  # `import torch_geometric...` now raises ImportError

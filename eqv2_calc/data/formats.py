@@ -2,7 +2,8 @@
 
 `open_dataset(path)` recognises:
 
-- ``fairchem-lmdb``: a ``*.lmdb`` file or a folder of them (OC20 S2EF/IS2RE, OC22, ODAC), keys
+- ``fairchem-lmdb``: a ``*.lmdb`` file or a folder of them (OC20 S2EF/IS2RE, OC22, ODAC), or an LMDB in lmdb's
+  default layout (a folder holding ``data.mdb``; so may be each ``*.lmdb`` of a folder), keys
   ``b"0"``, ``b"1"``, ... and an optional ``b"length"``; each value a pickled torch_geometric ``Data``
   (read by the restricted unpickler of `safe_pickle`: no other class is ever created or called);
 - ``aselmdb``: an ASE database in LMDB, a file or a folder of ``*.aselmdb`` (OMat24, sAlex, OC20++;
@@ -41,6 +42,7 @@ from .safe_pickle import UnsafePickleError, data_fields, loads
 
 ENERGY_KINDS = ("adsorption", "total")
 _DATASETS_EXTRA = "pip install 'eqv2-calc[datasets]'"
+LMDB_DATA_FILE = "data.mdb"  # the data file of an LMDB opened with subdir=True (lmdb's default)
 
 
 class DatasetSource(Sequence[Atoms]):
@@ -103,7 +105,8 @@ class DatasetSource(Sequence[Atoms]):
 
 
 class FairchemLmdb(DatasetSource):
-    """A fairchem LMDB file, or a folder of ``*.lmdb`` files read one after another (sorted by name)."""
+    """A fairchem LMDB file, or a folder of ``*.lmdb`` files read one after another (sorted by name); an LMDB
+    may also be a folder holding ``data.mdb`` (lmdb's default layout, ``subdir=True``)."""
 
     format = "fairchem-lmdb"
 
@@ -113,12 +116,12 @@ class FairchemLmdb(DatasetSource):
             import lmdb
         except ImportError as exc:
             raise DatasetError(f"{path}: reading fairchem LMDBs needs the lmdb package ({_DATASETS_EXTRA})") from exc
-        self.files = self._files(".lmdb")
+        self.files = [path] if (path / LMDB_DATA_FILE).is_file() else self._files(".lmdb")
         self._envs = []
         lengths = []
         for file in self.files:
             try:
-                env = lmdb.open(str(file), subdir=False, readonly=True, lock=False, readahead=False, meminit=False,
+                env = lmdb.open(str(file), subdir=file.is_dir(), readonly=True, lock=False, readahead=False, meminit=False,
                                 max_readers=1)
             except lmdb.Error as exc:
                 raise DatasetError(f"{file}: not a readable LMDB file ({exc})") from exc
