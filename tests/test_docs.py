@@ -139,3 +139,14 @@ def test_tracked_files_name_no_path_of_the_build_machine() -> None:
         assert (REPO / "tools" / "reference" / "shims" / shim).is_file()
     for tool in ("tools/make_golden.py", "tools/make_graph_golden.py", "tests/data/README.md"):
         assert "PYTHONPATH=tools/reference/shims .venv-ref/bin/python" in (REPO / tool).read_text(), tool
+
+
+def test_models_md_energy_offsets_are_the_registry_s() -> None:
+    """docs/models.md's table of energy normalizer means is the registry's `energy_mean_eV`, file by file."""
+    from eqv2_calc import hub
+
+    text = (REPO / "docs" / "models.md").read_text().split("## Energies across cell sizes")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (\S+)(?: eV)? \|$", text, flags=re.M)
+    recorded = {e.name: e.energy_mean_eV for e in hub.load_registry().entries if e.energy_mean_eV is not None}
+    assert {name: float(mean) for name, mean in rows} == pytest.approx(
+        {name: round(mean, 6) for name, mean in recorded.items()})
