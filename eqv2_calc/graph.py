@@ -56,9 +56,8 @@ from dataclasses import dataclass
 import ase
 import numpy as np
 import torch
-from ase.geometry import complete_cell, wrap_positions
-
 from ase.data import chemical_symbols
+from ase.geometry import complete_cell, wrap_positions
 
 from eqv2_calc.errors import InvalidStructureError
 
@@ -258,7 +257,6 @@ def check_image_count(cell: np.ndarray, pbc: np.ndarray, max_radius: float, what
     count = math.prod(2 * n + 1 for n in reps)
     if count <= MAX_IMAGE_CELLS:
         return
-    cell = np.asarray(cell, dtype=np.float64)
     areas = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
     spacing = [abs(np.linalg.det(cell)) / area for area in areas]
     axis = int(np.argmax(reps))
