@@ -5,7 +5,7 @@
 
 1. Writes the OC20 31M network with seeded random weights (tests/data/params_eqV2_31M.json) as a
    fairchem-format checkpoint: with fairchem's own model and `torch.save` layout when the reference venv
-   (.venv-ref, ../shared/reference/make_ref_venv.sh) exists, else with `eqv2_calc.checkpoint.save_checkpoint`.
+   (.venv-ref, built by tools/reference/make_ref_venv.sh) exists, else with `eqv2_calc.checkpoint.save_checkpoint`.
 2. Times energy + forces on Cu(111) slabs with CO on top (about 20 ... 1000 atoms, 12 Angstrom cutoff,
    20 neighbours), each (implementation, size) in its own process: one warm-up call, then the median of
    `--repeats` calls on freshly rattled positions, graph construction included (our calculator with
@@ -13,8 +13,10 @@
    peak memory of one call (VmHWM over the call minus the RSS before it) and the process peak.
 3. Batched throughput (ours): many 20-atom slabs through `eqv2_calc.predict` vs one calculator call each.
 
-Achieved GFLOP/s use the analytic cost of ../shared/notes/performance.md: 11.1 MFLOP per edge and 39 MFLOP
-per atom, per layer; "floor" is the 60 GFLOP/s these 2 cores sustain on eqV2-shaped matmuls.
+Achieved GFLOP/s use an analytic cost of the 31M network (docs/performance.md, "Cost model"): matmul work only,
+2 FLOP per multiply-add, forward only, per layer 11.1 MFLOP per edge (SO(2) convolutions 7.6, edge S2 activation
+1.7, radial MLP 1.0, rotations and permutations 0.6, the rest 0.1) and 39 MFLOP per atom (the FFN's grid MLP 32);
+"floor" is the 60 GFLOP/s that the 2-core development machine sustains on float32 matmuls of eqV2's shapes.
 fairchem needs ~50 MB per atom, so it runs only up to `--fairchem-max-atoms`.
 This file is imported by tools/fairchem_bench_worker.py (reference venv), so it imports eqv2_calc lazily.
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "tests" / "data" / "params_eqV2_31M.json"
 REF_PYTHON = ROOT / ".venv-ref" / "bin" / "python"
-REF_SHIMS = ROOT.parent / "shared" / "reference" / "shims"
+REF_SHIMS = ROOT / "tools" / "reference" / "shims"
 WORKER = ROOT / "tools" / "fairchem_bench_worker.py"
 # target atom count -> Cu(111) (nx, ny, layers); CO on top adds 2 atoms
 SLABS = {20: (3, 3, 2), 50: (4, 4, 3), 100: (5, 5, 4), 200: (7, 7, 4), 500: (10, 10, 5), 1000: (14, 14, 5),

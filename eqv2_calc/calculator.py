@@ -11,7 +11,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from .hub import warn_if_misfit
 from .potential import Potential
 from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, evaluate, resolve_device, resolve_model
-from .validation import check_distances, check_elements
+from .validation import check_structure
 
 __all__ = ["DEMO_MODEL", "EquiformerV2Calculator", "as_calculator", "resolve_device"]
 
@@ -77,10 +77,9 @@ class EquiformerV2Calculator(Calculator):
     def calculate(self, atoms: Atoms | None = None, properties=None, system_changes=all_changes) -> None:
         super().calculate(atoms, properties or ["energy"], system_changes)
         entry = self.potential.card.entry
+        check_structure(self.atoms, entry, "structure", self.allow_untrained_elements)
         if entry is not None and _STRUCTURE_CHANGES.intersection(system_changes):
-            check_elements(self.atoms.get_chemical_symbols(), entry, "structure", self.allow_untrained_elements)
             warn_if_misfit(self.atoms, entry)
-        check_distances(self.atoms, "structure")
         result = evaluate(self.potential, [self.atoms], self.graphs)[0]
         self.results = {"energy": result.energy, "free_energy": result.energy}
         if result.forces is not None:

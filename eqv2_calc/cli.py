@@ -30,6 +30,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
           f"({'strict' if config.enforce_max_neighbors_strictly else 'keeps degenerate shells'})")
     print(f"network      {config.num_layers} layers, lmax {config.lmax}, mmax {config.mmax}, "
           f"{config.sphere_channels} channels, {config.norm_type}")
+    energy_norm = potential.normalizers.get("energy")
+    print(f"energy offset {hub.energy_offset(energy_norm.mean if energy_norm else 0.0)}")
     if args.json:
         print(json.dumps(config.to_dict(), indent=2))
     return 0
@@ -103,7 +105,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         from .scale import predict_task
 
         _refuse_output_with_results(args)
-        return _run_scaled(args, structures, labels, predict_task(args.batch_size))
+        return _run_scaled(args, structures, labels, predict_task(args.batch_size, args.allow_untrained_elements))
     results = predict(structures, _model(args), batch_size=args.batch_size, device=args.device,
                       progress=not args.quiet, labels=labels, allow_untrained_elements=args.allow_untrained_elements)
     records = []
@@ -146,7 +148,8 @@ def _cmd_relax(args: argparse.Namespace) -> int:
         from .scale import relax_task
 
         _refuse_output_with_results(args)
-        return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size))
+        return _run_scaled(args, structures, labels, relax_task(args.fmax, args.steps, args.cell, args.batch_size,
+                                                                args.allow_untrained_elements))
     if not args.output:
         raise ValueError("relax needs -o/--output FILE (or --results DIR for a chunked, resumable run)")
     if args.batch:
@@ -357,6 +360,8 @@ def _cmd_checkpoints_info(args: argparse.Namespace) -> int:
         ("license", f"{e.license}: {e.license_details}"), ("training data", e.training_data),
         ("outputs", ", ".join(e.outputs)), ("domain", f"{e.domain}: {hub.DOMAINS[e.domain]}"),
         ("energy", f"{reference['kind']}: {reference['description']}"),
+        ("energy offset", hub.energy_offset(e.energy_mean_eV) if e.energy_mean_eV is not None
+         else f"not recorded in the registry; `eqv2 info {e.name}` reads it from the file"),
     ]
     if "gas_phase_eV" in reference:
         refs = ", ".join(f"{el} {value:+.3f}" for el, value in reference["gas_phase_eV"].items())

@@ -33,9 +33,12 @@ from .hub import ModelCard, ModelEntry
 from .metrics import IS2REMetrics, S2EFMetrics
 from .potential import Potential, require_forces
 from .predict import DEFAULT_BATCH_SIZE, DEMO_MODEL, evaluate as evaluate_batch, resolve_model
-from .relax import DEFAULT_FMAX, DEFAULT_STEPS
+from .relax import DEFAULT_FMAX
 
 OUTPUT_FILES = ("metrics.json", "structures.csv", "parity.png")
+# Most steps of an IS2RE relaxation: OC20's ML relaxations (fairchem's IS2RS/IS2RE-by-relaxation settings,
+# `relaxation_steps: 300`) and AdsorbML's (300 steps, EquiformerV2 paper section D.3) stop there.
+IS2RE_STEPS = 300
 
 
 @dataclass
@@ -112,7 +115,7 @@ def evaluate(
     dtype: torch.dtype = torch.float32,
     ray: str | None = None,
     fmax: float = DEFAULT_FMAX,
-    steps: int = DEFAULT_STEPS,
+    steps: int = IS2RE_STEPS,
     progress: bool = True,
 ) -> EvaluationReport:
     """Errors of `model` on the labelled structures of `data`, as OC20 / OMat24 report them.
@@ -127,7 +130,7 @@ def evaluate(
         device, dtype: where and in which precision the model runs.
         ray: run through the scale-out layer (`eqv2_calc.scale`): 'local', 'auto' or an address; the chunk
             store goes to ``output_dir/scale`` (resumable) and the selected structures are held in memory.
-        fmax, steps: IS2RE relaxations: force threshold (eV/Angstrom) and most FIRE steps.
+        fmax, steps: IS2RE relaxations: force threshold (eV/Angstrom) and most FIRE steps (`IS2RE_STEPS`, as OC20).
         progress: show a progress bar.
 
     Raises:

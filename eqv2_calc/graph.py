@@ -56,11 +56,12 @@ from dataclasses import dataclass
 import ase
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 from ase.geometry import complete_cell, wrap_positions
 
 from eqv2_calc.errors import InvalidStructureError
 
-__all__ = ["AtomicGraph", "build_graph", "radius_graph_pbc", "reuse_graph"]
+__all__ = ["AtomicGraph", "build_graph", "check_atoms", "check_image_count", "radius_graph_pbc", "reuse_graph"]
 
 # fairchem constants: self-image exclusion on d^2 (0.01 Angstrom) and degeneracy tolerance of the
 # non-strict max_neighbors rule (Angstrom^2).
@@ -75,6 +76,13 @@ _PAIR_CHUNK = 1 << 22
 _GROUP_SIZE = 64
 # Relative volume |det(cell)| / (|a||b||c|) below which a cell counts as degenerate.
 _MIN_RELATIVE_VOLUME = 1e-8
+# Atomic numbers of the elements: 1 (H) .. 118 (Og), ASE's table (0 is its dummy atom "X").
+MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
+# Most periodic cells one structure's neighbour search may span (the (2n+1) images per periodic axis, multiplied).
+# The primitive fcc Cu cell (lattice planes 2.08 A apart) needs 13^3 = 2,197 at the 12 A cutoff of the released
+# models; 100,000 leaves room for any reduced cell of a real crystal, and refuses (instead of running out of memory
+# or time) a cell whose planes are a fraction of an Angstrom apart: wrong units, nearly parallel lattice vectors.
+MAX_IMAGE_CELLS = 100_000
 
 
 @dataclass
@@ -191,12 +199,72 @@ def _check_positions(pos: np.ndarray | torch.Tensor, what: str) -> None:
         raise InvalidStructureError(f"{what}: atom {bad} has a NaN or infinite position {value}")
 
 
-def _check_elements(numbers: np.ndarray, num_elements: int | None, what: str) -> None:
-    """Raise if an atomic number is at or beyond ``num_elements`` (the embedding size of a model)."""
-    if num_elements is not None and len(numbers) and int(numbers.max()) >= num_elements:
+def check_atomic_numbers(numbers: np.ndarray, what: str, num_elements: int | None = None) -> None:
+    """Raise naming the first atom whose atomic number is no element (outside 1..118) or, when `num_elements`
+    (a model's ``max_num_elements``) is given, one the model has no embedding for (Z >= num_elements).
+
+    Args:
+        numbers: (N,) integer atomic numbers.
+        what: name of the structure used in messages.
+    """
+    numbers = np.asarray(numbers)
+    bad = (numbers < 1) | (numbers > MAX_ATOMIC_NUMBER)
+    if bad.any():
+        i = int(np.argmax(bad))
+        dummy = " (0 is ASE's dummy atom X)" if numbers[i] == 0 else ""
         raise InvalidStructureError(
-            f"{what}: element Z={int(numbers.max())} is beyond this model's range (it knows Z < {num_elements})"
+            f"{what}: atom {i} has atomic number {int(numbers[i])}, which is no element{dummy}: atomic numbers run "
+            f"1..{MAX_ATOMIC_NUMBER}"
         )
+    if num_elements is not None and (numbers >= num_elements).any():
+        i = int(np.argmax(numbers >= num_elements))
+        raise InvalidStructureError(
+            f"{what}: atom {i} has atomic number {int(numbers[i])} ({chemical_symbols[numbers[i]]}), beyond the "
+            f"elements this model embeds (Z = 1..{num_elements - 1})"
+        )
+
+
+def check_atoms(atoms: ase.Atoms, what: str = "structure", num_elements: int | None = None) -> None:
+    """Raise if no graph can be built from `atoms`: no atoms, an atomic number that is no element (or beyond
+    `num_elements`), a NaN or infinite position or cell entry, a zero lattice vector along a periodic axis, a
+    degenerate cell. The checks of `build_graph`, for callers that look at a structure before (`validation`).
+
+    Raises:
+        InvalidStructureError: naming `what` and the problem.
+    """
+    if len(atoms) == 0:
+        raise InvalidStructureError(f"{what} has no atoms")
+    check_atomic_numbers(atoms.numbers, what, num_elements)
+    pbc = np.array(atoms.pbc, dtype=bool)
+    raw_cell = np.array(atoms.cell.array, dtype=np.float64)
+    _check_cell(raw_cell, pbc, what)
+    _check_cell(complete_cell(raw_cell), pbc, what)
+    _check_positions(np.array(atoms.positions, dtype=np.float64), what)
+
+
+def check_image_count(cell: np.ndarray, pbc: np.ndarray, max_radius: float, what: str) -> None:
+    """Raise if finding every neighbour within `max_radius` needs an image grid (``-n_k..n_k`` cells along each
+    periodic axis, `_num_images`) of more than `MAX_IMAGE_CELLS` cells, naming the closest lattice planes.
+
+    Args:
+        cell: (3, 3) completed cell in Angstrom (rows are lattice vectors), not degenerate.
+        pbc: (3,) bool periodicity.
+        max_radius: cutoff in Angstrom.
+        what: name of the structure used in messages.
+    """
+    cell = np.asarray(cell, dtype=np.float64)
+    reps = _num_images(torch.from_numpy(cell), torch.from_numpy(np.asarray(pbc, dtype=bool)), max_radius)
+    count = math.prod(2 * n + 1 for n in reps)
+    if count <= MAX_IMAGE_CELLS:
+        return
+    areas = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+    spacing = [abs(np.linalg.det(cell)) / area for area in areas]
+    axis = int(np.argmax(reps))
+    raise InvalidStructureError(
+        f"{what}: finding every neighbour within {max_radius:g} A needs {count:,} periodic images of the cell "
+        f"(more than {MAX_IMAGE_CELLS:,}): its lattice planes along axis {axis} are {spacing[axis]:.3g} A apart. "
+        "Check the cell (units? nearly parallel lattice vectors?) or give a reduced one (ase.build.niggli_reduce)"
+    )
 
 
 def _num_images(cell: torch.Tensor, pbc: torch.Tensor, max_radius: float) -> list[int]:
@@ -436,6 +504,7 @@ def radius_graph_pbc(
         _check_cell(cell[b].detach().cpu().double().numpy(), pbc[b].cpu().numpy(), what)
         _check_positions(pos[start : start + count].detach().cpu(), what)
         start += count
+        check_image_count(cell[b].detach().cpu().double().numpy(), pbc[b].cpu().numpy(), max_radius, what)
         reps.append(_num_images(cell[b].detach().to(pos.dtype), pbc[b], max_radius))
     return _radius_graph_batch(pos, cell, counts, reps, max_radius, max_neighbors, enforce_max_neighbors_strictly)
 
@@ -487,11 +556,14 @@ def build_graph(
 
     Raises:
         InvalidStructureError: empty structure, NaN/inf positions or cell, zero lattice vector along a periodic
-            axis, degenerate cell, non-positive cutoff, an element beyond ``num_elements``.
+            axis, degenerate cell, a cell needing more than ``MAX_IMAGE_CELLS`` images, non-positive cutoff, an
+            atomic number that is no element or is beyond ``num_elements``.
     """
     _check_radius(max_radius)
     nodes, host_cells = _nodes(atoms, dtype, device, num_elements)
     counts = [len(a) for a in ([atoms] if isinstance(atoms, ase.Atoms) else atoms)]
+    for b, (cell, pbc) in enumerate(host_cells):
+        check_image_count(cell.double().numpy(), pbc.numpy(), max_radius, _structure_name(b, len(host_cells)))
     reps = [_num_images(cell, pbc, max_radius) for cell, pbc in host_cells]
     nodes.edge_index, nodes.cell_offsets = _radius_graph_batch(
         nodes.pos, nodes.cell, counts, reps, max_radius, max_neighbors, enforce_max_neighbors_strictly
@@ -513,18 +585,13 @@ def _nodes(
         raise InvalidStructureError("no structures given")
     positions, numbers, cells, pbcs, natoms = [], [], [], [], []
     for b, struct in enumerate(structures):
-        what = f"structure {b}" if len(structures) > 1 else "structure"
-        if len(struct) == 0:
-            raise InvalidStructureError(f"{what} has no atoms")
+        what = _structure_name(b, len(structures))
+        check_atoms(struct, what, num_elements)
         pbc = np.array(struct.pbc, dtype=bool)
-        raw_cell = np.array(struct.get_cell(), dtype=np.float64)
-        _check_cell(raw_cell, pbc, what)
-        cell = complete_cell(raw_cell)
-        _check_cell(cell, pbc, what)
+        cell = complete_cell(np.array(struct.get_cell(), dtype=np.float64))
         pos = np.array(struct.get_positions(), dtype=np.float64)
-        _check_positions(pos, what)
-        _check_elements(struct.get_atomic_numbers(), num_elements, what)
         positions.append(torch.from_numpy(wrap_positions(pos, cell, pbc=pbc, eps=0)).to(dtype))
+        _check_positions(positions[-1], f"{what} (in {dtype})")  # a finite float64 may overflow float32 (3.4e38 A)
         numbers.append(torch.from_numpy(np.array(struct.get_atomic_numbers(), dtype=np.int64)))
         cells.append(torch.from_numpy(cell).to(dtype))
         pbcs.append(torch.from_numpy(pbc))
@@ -542,6 +609,11 @@ def _nodes(
         cell_offsets=torch.empty(0, 3, dtype=dtype, device=device),
     )
     return graph, list(zip(cells, pbcs))
+
+
+def _structure_name(b: int, count: int) -> str:
+    """How messages name structure `b` of a batch of `count`: "structure b", or "structure" when alone."""
+    return f"structure {b}" if count > 1 else "structure"
 
 
 def _upload(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch
 from ase import Atoms
 
 from .errors import InvalidStructureError
-from .graph import _check_positions
+from .graph import _check_positions, check_atomic_numbers
 from .potential import Potential, require_forces
 from .predict import DEFAULT_SKIN, DEMO_MODEL, GraphBuilder, resolve_model, run_potential, stress_defined
 
@@ -175,12 +175,7 @@ class EquiformerV2Model(ModelInterface):
             if count == 0:
                 raise InvalidStructureError(f"{what} has no atoms")
             z = numbers[start : start + count]
-            unknown = (z < 1) | (z >= max_z)
-            if unknown.any():
-                raise InvalidStructureError(
-                    f"{what}: atom {int(np.argmax(unknown))} has atomic number {int(z[unknown][0])}, an element "
-                    f"this model does not know (it takes Z = 1..{max_z - 1})"
-                )
+            check_atomic_numbers(z, what, max_z)
             pos = positions[start : start + count]
             _check_positions(pos, what)
             structures.append(Atoms(numbers=z, positions=pos, cell=rows[b], pbc=pbc[b]))

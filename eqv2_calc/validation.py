@@ -1,5 +1,8 @@
 """Host-side checks that a structure is one a model can answer for, run before its graph is built.
 
+- Form: atoms, atomic numbers 1..118, finite positions and cell, a cell that is not degenerate
+  (`eqv2_calc.graph.check_atoms`, the checks graph building makes itself), run first so that the checks below
+  only see well-formed structures.
 - Elements: a registry entry that lists its training `elements` (the demo model: Cu Ag Au Ni Pd Pt Al H C
   N O) refuses structures holding others; `allow_untrained_elements=True` (`--allow-untrained-elements`)
   opts out. Entries without the list accept every Z below `max_num_elements` (checked at graph building).
@@ -20,6 +23,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
 from .errors import InvalidStructureError, UnsupportedElementError
+from .graph import check_atoms
 from .hub import ModelEntry
 
 # Pairs closer than this fraction of their covalent radii sum (ASE `covalent_radii`) are refused.
@@ -55,29 +59,40 @@ def check_elements(symbols: Iterable[str], entry: ModelEntry | None, what: str,
 def check_distances(atoms: Atoms, what: str) -> None:
     """Refuse two atoms (periodic images included) closer than `MIN_DISTANCE_FRACTION` x their radii sum.
 
+    `atoms` must be well formed (`check_atoms`). The search runs in a Minkowski-reduced basis of the lattice
+    (same lattice, so the same distances), after the shortest lattice vector (every atom's distance to its
+    own nearest image) is checked: ASE's neighbour list takes minutes in a cell much thinner than its cutoff.
+
     Raises:
         InvalidStructureError: naming the closest such pair (indices, elements) and its distance in Angstrom.
     """
+    from ase.geometry import minkowski_reduce
     from ase.neighborlist import neighbor_list
 
-    periodic = atoms.cell.array[atoms.pbc]
-    if len(atoms) == 0 or not np.isfinite(atoms.positions).all() or not np.isfinite(periodic).all() \
-            or np.linalg.matrix_rank(periodic) < len(periodic):
-        return  # empty structures, NaN positions and degenerate cells get their own errors at graph building
     radii = covalent_radii[atoms.numbers]
-    cutoff = 2 * MIN_DISTANCE_FRACTION * float(radii.max())
-    i, j, d = neighbor_list("ijd", atoms, cutoff, self_interaction=False)
+    reduced = atoms.copy()
+    reduced.set_cell(minkowski_reduce(atoms.cell.complete(), pbc=atoms.pbc)[0])
+    periods = np.linalg.norm(reduced.cell.array[reduced.pbc], axis=1)
+    largest = int(np.argmax(radii))
+    if len(periods) and periods.min() < 2 * MIN_DISTANCE_FRACTION * radii[largest]:
+        _refuse_pair(atoms, largest, largest, float(periods.min()), what)
+    i, j, d = neighbor_list("ijd", reduced, 2 * MIN_DISTANCE_FRACTION * float(radii.max()), self_interaction=False)
     short = d < MIN_DISTANCE_FRACTION * (radii[i] + radii[j])
     if short.any():
         k = int(np.argmin(np.where(short, d, np.inf)))
-        a, b = sorted((int(i[k]), int(j[k])))
-        pair = f"{chemical_symbols[atoms.numbers[a]]}{a}-{chemical_symbols[atoms.numbers[b]]}{b}"
-        image = " (one with a periodic image of the other)" if a == b else ""
-        raise InvalidStructureError(
-            f"{what}: atoms {pair}{image} are {d[k]:.3f} A apart, closer than {MIN_DISTANCE_FRACTION:g} x their "
-            f"covalent radii sum ({MIN_DISTANCE_FRACTION * (radii[a] + radii[b]):.2f} A); no model answers "
-            "meaningfully there: check the structure (overlapping or duplicated atoms, wrong units or cell?)"
-        )
+        _refuse_pair(atoms, *sorted((int(i[k]), int(j[k]))), float(d[k]), what)
+
+
+def _refuse_pair(atoms: Atoms, a: int, b: int, distance: float, what: str) -> None:
+    """Raise the `check_distances` error for atoms `a` <= `b` (the same atom: one and its periodic image)."""
+    radii = covalent_radii[atoms.numbers]
+    pair = f"{chemical_symbols[atoms.numbers[a]]}{a}-{chemical_symbols[atoms.numbers[b]]}{b}"
+    image = " (one with a periodic image of the other)" if a == b else ""
+    raise InvalidStructureError(
+        f"{what}: atoms {pair}{image} are {distance:.3f} A apart, closer than {MIN_DISTANCE_FRACTION:g} x their "
+        f"covalent radii sum ({MIN_DISTANCE_FRACTION * (radii[a] + radii[b]):.2f} A); no model answers "
+        "meaningfully there: check the structure (overlapping or duplicated atoms, wrong units or cell?)"
+    )
 
 
 def structure_labels(labels: Iterable[str] | None, count: int) -> list[str]:
@@ -104,6 +119,11 @@ def labelled(exc: Exception, label: str) -> Exception:
 
 def check_structure(atoms: Atoms, entry: ModelEntry | None, what: str = "structure",
                     allow_untrained_elements: bool = False) -> None:
-    """`check_elements` and `check_distances` of one structure."""
+    """`check_atoms`, `check_elements` and `check_distances` of one structure.
+
+    Raises:
+        InvalidStructureError: the first problem found, `what` naming the structure.
+    """
+    check_atoms(atoms, what)
     check_elements(atoms.get_chemical_symbols(), entry, what, allow_untrained_elements)
     check_distances(atoms, what)

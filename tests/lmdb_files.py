@@ -52,9 +52,10 @@ class OldPygData:
         return copyreg.__newobj__, (self.__class__,), dict(self.__dict__)
 
 
-def write_lmdb(path: Path, values: list, length: bool = True, raw: bool = False) -> Path:
-    """An LMDB as fairchem writes it: keys b'0'.. with pickled values (`raw`: values are bytes already)."""
-    env = lmdb.open(str(path), map_size=MAP_SIZE, subdir=False, meminit=False, map_async=True)
+def write_lmdb(path: Path, values: list, length: bool = True, raw: bool = False, subdir: bool = False) -> Path:
+    """An LMDB as fairchem writes it: keys b'0'.. with pickled values (`raw`: values are bytes already);
+    `subdir`: in lmdb's default layout, `path` a folder holding data.mdb and lock.mdb."""
+    env = lmdb.open(str(path), map_size=MAP_SIZE, subdir=subdir, meminit=False, map_async=True)
     with env.begin(write=True) as txn:
         for i, value in enumerate(values):
             txn.put(f"{i}".encode("ascii"), value if raw else pickle.dumps(value, protocol=-1))

@@ -85,7 +85,7 @@ def test_precision_switches() -> None:
         (Atoms("Cu2", positions=[[0, 0, 0], [np.nan, 0, 0]]), "atom 1"),
         (Atoms("Cu", positions=[[0, 0, 0]], cell=np.zeros((3, 3)), pbc=True), "lattice vector|cell"),
         (Atoms("Cu2", positions=[[0, 0, 0], [1, 0, 0]], cell=[[2, 0, 0], [4, 0, 0], [0, 0, 3]], pbc=True), "lattice vector|cell"),
-        (Atoms("U", positions=[[0, 0, 0]]), "Z=92"),
+        (Atoms("U", positions=[[0, 0, 0]]), r"atomic number 92 \(U\), beyond the elements this model embeds"),
     ],
 )
 def test_bad_input_gets_a_clear_error(calc: EquiformerV2Calculator, atoms: Atoms, message: str) -> None:

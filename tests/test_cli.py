@@ -186,6 +186,35 @@ def test_structure_errors_name_file_and_frame(tmp_path, capsys) -> None:
     assert main(["predict", str(iron), "--quiet", "--allow-untrained-elements"]) == 0
 
 
+def _results_error(results: str) -> str:
+    """The `error` column of the one row of DIR/results.csv."""
+    import csv
+
+    with open(f"{results}/results.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    return row["error"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_an_element_gets_the_same_message_on_every_path(tmp_path, capsys) -> None:
+    """U given to the demo model: `eqv2 predict` and `eqv2 predict --results` (and `relax --results`) say the
+    same, with and without --allow-untrained-elements (then: beyond the elements the model embeds)."""
+    from ase import Atoms
+
+    path = tmp_path / "cu_u.xyz"
+    write(path, Atoms("CuU", positions=[(0, 0, 0), (2.6, 0, 0)], cell=[9, 9, 9], pbc=True))
+    untrained = "contains U, which eqV2-demo-EMT was not trained on (it knows Cu Ag Au Ni Pd Pt Al H C N O)"
+    embeds = "atom 1 has atomic number 92 (U), beyond the elements this model embeds (Z = 1..89)"
+    for opt_out, message in (([], untrained), (["--allow-untrained-elements"], embeds)):
+        direct = eqv2_in_process(capsys, "predict", str(path), "--quiet", *opt_out)
+        assert direct.returncode == 2 and message in direct.stderr, direct.stderr
+        for command in ("predict", "relax"):
+            results = tmp_path / f"{command}{len(opt_out)}"
+            scaled = eqv2_in_process(capsys, command, str(path), "--quiet", "--results", str(results), *opt_out)
+            assert scaled.returncode == 1 and f"structure {path}:0 failed: " in scaled.stdout, scaled
+            assert message in _results_error(str(results))
+
+
 class _Payload:
     def __init__(self, marker) -> None:
         self.marker = marker

@@ -122,6 +122,28 @@ def test_lmdb_of_new_and_old_pyg_data_and_folder(files) -> None:
     folder.close()
 
 
+def test_lmdb_in_lmdbs_default_folder_layout(files, tmp_path, capsys) -> None:
+    """An LMDB written with lmdb's default subdir=True (a folder holding data.mdb), alone or as the *.lmdb
+    entries of a folder, reads like the file layout: through open_dataset, training's loader and the CLI."""
+    from torch_geometric.data import Data
+
+    single = write_lmdb(tmp_path / "s2ef_val", [Data(**data_fields(a, sid=i)) for i, a in enumerate(files["slabs"])],
+                        subdir=True)
+    assert sorted(p.name for p in single.iterdir()) == ["data.mdb", "lock.mdb"]
+    source = open_dataset(single, energy_kind="total")
+    assert source.format == "fairchem-lmdb" and len(source) == len(files["slabs"])
+    assert source.key(1) == f"{single} key b'1'"
+    _check_same(source[2], files["slabs"][2])
+    source.close()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, slab in enumerate(files["slabs"][:2]):
+        write_lmdb(folder / f"data.{i:04d}.lmdb", [Data(**data_fields(slab, sid=i))], subdir=True)
+    assert [a.info["sid"] for a in load_datasets(str(folder))] == [0, 1]
+    assert main(["evaluate", "--data", str(single), "--energy-kind", "total", "--limit", "2"]) == 0
+    assert f"s2ef on {single} (2 structures, total energies)" in capsys.readouterr().out
+
+
 def test_reading_needs_no_torch_geometric(files, monkeypatch) -> None:
     for name in [m for m in sys.modules if m.split(".")[0] == "torch_geometric"]:
         monkeypatch.setitem(sys.modules, name, None)  # `import torch_geometric...` now raises ImportError
@@ -195,6 +217,21 @@ def test_is2re_relaxes_and_compares_relaxed_energy(files) -> None:
     assert row["relaxed_energy_ref_eV"] == pytest.approx(files["is2re_ref"]["y_relaxed"])
     assert m["relaxed_energy_mae_eV"] == pytest.approx(abs(row["relaxed_energy_pred_eV"] - row["relaxed_energy_ref_eV"]))
     assert row["initial_energy_ref_eV"] == pytest.approx(files["is2re_ref"]["y_init"])
+
+
+def test_docs_state_the_is2re_step_limit_the_code_uses(files) -> None:
+    """docs/datasets.md's "at most N steps" is `evaluate`'s default, and the report line says the same."""
+    import inspect
+    import re
+
+    from eqv2_calc.evaluation import IS2RE_STEPS
+
+    text = (Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    (stated,) = re.findall(r"IS2RE data: the model relaxes every initial structure \(batched FIRE, fmax 0.05 eV/Å, "
+                           r"at most (\d+) steps\)", text)
+    assert int(stated) == IS2RE_STEPS == inspect.signature(evaluate).parameters["steps"].default == 300
+    report = evaluate(files["is2re"], energy_kind="total", progress=False)
+    assert f"at most {stated} steps" in report.metrics["measured"]
 
 
 def test_adsorption_labels_with_a_total_energy_model_are_refused(files, tmp_path) -> None:

@@ -127,7 +127,7 @@ def test_guard_catches_a_cpu_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_element_range_is_checked_on_the_host() -> None:
     """The range check left the forward; building the graph refuses the element instead."""
     potential = golden_potential("small_s2act")  # max_num_elements 84
-    with pytest.raises(InvalidStructureError, match="Z=92 is beyond this model's range"):
+    with pytest.raises(InvalidStructureError, match=r"atomic number 92 \(U\), beyond the elements this model embeds \(Z = 1..83\)"):
         potential.make_graph(Atoms("CuU", positions=[[0, 0, 0], [0, 0, 2.5]]))
 
 

@@ -124,3 +124,29 @@ def test_training_configs_in_the_docs_use_existing_options() -> None:
     for block in configs:
         unknown = set(yaml.safe_load(block.code)) - options
         assert not unknown, f"{block.id}: no training option {sorted(unknown)}"
+
+
+def test_tracked_files_name_no_path_of_the_build_machine() -> None:
+    """A clone is self-contained: no tracked file names an absolute path of the machine it was built on, and the
+    reference-venv recipe, its shims and the golden tools it names are in the repository."""
+    import subprocess
+
+    found = subprocess.run(["git", "grep", "-nE", "/(work|tmp|root)/"], cwd=REPO, capture_output=True, text=True)
+    assert found.returncode == 1 and not found.stdout, f"absolute paths in tracked files:\n{found.stdout}"
+    recipe = (REPO / "tools" / "reference" / "make_ref_venv.sh").read_text()
+    assert "fairchem-core==1.10.0" in recipe and "PYTHONPATH=tools/reference/shims" in recipe
+    for shim in ("torch_scatter/__init__.py", "torch_scatter/utils.py", "torch_sparse/__init__.py"):
+        assert (REPO / "tools" / "reference" / "shims" / shim).is_file()
+    for tool in ("tools/make_golden.py", "tools/make_graph_golden.py", "tests/data/README.md"):
+        assert "PYTHONPATH=tools/reference/shims .venv-ref/bin/python" in (REPO / tool).read_text(), tool
+
+
+def test_models_md_energy_offsets_are_the_registry_s() -> None:
+    """docs/models.md's table of energy normalizer means is the registry's `energy_mean_eV`, file by file."""
+    from eqv2_calc import hub
+
+    text = (REPO / "docs" / "models.md").read_text().split("## Energies across cell sizes")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (\S+)(?: eV)? \|$", text, flags=re.M)
+    recorded = {e.name: e.energy_mean_eV for e in hub.load_registry().entries if e.energy_mean_eV is not None}
+    assert {name: float(mean) for name, mean in rows} == pytest.approx(
+        {name: round(mean, 6) for name, mean in recorded.items()})

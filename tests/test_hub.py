@@ -432,6 +432,28 @@ def test_cli_info_and_unknown_name() -> None:
     assert unknown.returncode == 2 and "did you mean" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+def test_energy_offset_is_stated_per_file_and_true(tmp_path) -> None:
+    """`eqv2 checkpoints info` (registry) and `eqv2 info` (the file's normalizer) give the energy normalizer's
+    mean; it is added once per structure: E(2x1x1) = 2 E(cell) - mean."""
+    offset = "-0.755445 eV added once per structure"
+    for name in ("EquiformerV2-83M-S2EF-OC20-2M", "EquiformerV2-31M-S2EF-OC20-All+MD",
+                 "EquiformerV2-153M-S2EF-OC20-All+MD"):
+        assert f"energy offset  {offset}" in eqv2("checkpoints", "info", name).stdout
+    assert "energy offset  none: the energy scales" in eqv2("checkpoints", "info", "eqV2-demo-EMT").stdout
+    unrecorded = eqv2("checkpoints", "info", "EquiformerV2-31M-OMAT24").stdout
+    assert "energy offset  not recorded in the registry; `eqv2 info EquiformerV2-31M-OMAT24` reads it" in unrecorded
+    assert f"energy offset {offset}" in eqv2("info", str(DATA / "ckpt_small.pt")).stdout
+    demo = load_potential(hub.resolve_checkpoint("eqV2-demo-EMT"))
+    assert demo.normalizers["energy"].mean == hub.find_entry("eqV2-demo-EMT").energy_mean_eV == 0.0
+    potential = load_potential(DATA / "ckpt_small.pt")
+    cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cell.rattle(0.05, seed=2)
+    energy = [float(potential(potential.make_graph(a))["energy"][0]) for a in (cell, cell.repeat((2, 1, 1)))]
+    mean = potential.normalizers["energy"].mean
+    assert mean == pytest.approx(-0.7554450631141663)
+    assert energy[1] - 2 * energy[0] == pytest.approx(-mean, abs=1e-4)
+
+
 def test_cli_download_verify_and_predict_by_name(server, tmp_path) -> None:
     entry = entry_dict(source={"type": "url", "url": f"{server}/models/ckpt_small.pt"})
     registry = tmp_path / "extra.json"

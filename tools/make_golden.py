@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Build golden reference files from the ORIGINAL fairchem-core 1.10.0 EquiformerV2.
 
-Run with the reference venv (fairchem-core 1.10.0):
+Run from the repository root in the reference venv (fairchem-core 1.10.0; build it with
+``tools/reference/make_ref_venv.sh``, which also explains the shims):
 
-    PYTHONPATH=/work/shared/reference/shims /work/main/.venv-ref/bin/python tools/make_golden.py
+    PYTHONPATH=tools/reference/shims .venv-ref/bin/python tools/make_golden.py
 
 What it does
 ------------

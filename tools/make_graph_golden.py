@@ -1,8 +1,9 @@
 """Write tests/data/graph_golden.npz: fairchem-core 1.10 radius graphs of varied structures.
 
-Runs ONLY in the reference venv (it imports fairchem):
+Runs ONLY in the reference venv (it imports fairchem; build it with ``tools/reference/make_ref_venv.sh``), from the
+repository root:
 
-    PYTHONPATH=/work/shared/reference/shims /work/main/.venv-ref/bin/python tools/make_graph_golden.py
+    PYTHONPATH=tools/reference/shims .venv-ref/bin/python tools/make_graph_golden.py
 
 Each structure is converted exactly as OCPCalculator does (``AtomsToGraphs(r_pbc=True, r_edges=False)`` ->
 ``data_list_collater([data], otf_graph=True)``), then the graph is built as ``GraphModelMixin.generate_graph`` does

@@ -2,7 +2,8 @@
 
 `open_dataset(path)` recognises:
 
-- ``fairchem-lmdb``: a ``*.lmdb`` file or a folder of them (OC20 S2EF/IS2RE, OC22, ODAC), keys
+- ``fairchem-lmdb``: a ``*.lmdb`` file or a folder of them (OC20 S2EF/IS2RE, OC22, ODAC), or an LMDB in lmdb's
+  default layout (a folder holding ``data.mdb``; so may be each ``*.lmdb`` of a folder), keys
   ``b"0"``, ``b"1"``, ... and an optional ``b"length"``; each value a pickled torch_geometric ``Data``
   (read by the restricted unpickler of `safe_pickle`: no other class is ever created or called);
 - ``aselmdb``: an ASE database in LMDB, a file or a folder of ``*.aselmdb`` (OMat24, sAlex, OC20++;
@@ -10,7 +11,7 @@
 - ``ase-db``: an ASE SQLite database (``.db``);
 - ``ase-io``: any other file ase.io reads (read whole, not streamed).
 
-Every structure is an `Atoms` with labels in a `SinglePointCalculator` as in `eqv2_calc.data.dataset`,
+Every structure is an `Atoms` with labels in a `SinglePointCalculator` as in `eqv2_calc.data.labels`,
 OC20 ``tags``, a `FixAtoms` constraint for ``fixed`` atoms, and ``atoms.info``: ``origin`` ("file.lmdb@key
 b'3'"), ``energy_kind`` ("adsorption" or "total"), and the file's ``sid`` / ``fid`` where it has them.
 IS2RE records carry ``y_init`` as the energy at ``pos``, ``info["relaxed_energy"]`` (``y_relaxed``, eV) and
@@ -36,11 +37,12 @@ import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms
 
-from .dataset import LABELS, DatasetError, attach_labels, connect_ase_sqlite, load_structures, row_to_atoms
+from .labels import LABELS, DatasetError, attach_labels, connect_ase_sqlite, read_labelled_file, row_to_atoms
 from .safe_pickle import UnsafePickleError, data_fields, loads
 
 ENERGY_KINDS = ("adsorption", "total")
 _DATASETS_EXTRA = "pip install 'eqv2-calc[datasets]'"
+LMDB_DATA_FILE = "data.mdb"  # the data file of an LMDB opened with subdir=True (lmdb's default)
 
 
 class DatasetSource(Sequence[Atoms]):
@@ -103,7 +105,8 @@ class DatasetSource(Sequence[Atoms]):
 
 
 class FairchemLmdb(DatasetSource):
-    """A fairchem LMDB file, or a folder of ``*.lmdb`` files read one after another (sorted by name)."""
+    """A fairchem LMDB file, or a folder of ``*.lmdb`` files read one after another (sorted by name); an LMDB
+    may also be a folder holding ``data.mdb`` (lmdb's default layout, ``subdir=True``)."""
 
     format = "fairchem-lmdb"
 
@@ -113,12 +116,12 @@ class FairchemLmdb(DatasetSource):
             import lmdb
         except ImportError as exc:
             raise DatasetError(f"{path}: reading fairchem LMDBs needs the lmdb package ({_DATASETS_EXTRA})") from exc
-        self.files = self._files(".lmdb")
+        self.files = [path] if (path / LMDB_DATA_FILE).is_file() else self._files(".lmdb")
         self._envs = []
         lengths = []
         for file in self.files:
             try:
-                env = lmdb.open(str(file), subdir=False, readonly=True, lock=False, readahead=False, meminit=False,
+                env = lmdb.open(str(file), subdir=file.is_dir(), readonly=True, lock=False, readahead=False, meminit=False,
                                 max_readers=1)
             except lmdb.Error as exc:
                 raise DatasetError(f"{file}: not a readable LMDB file ({exc})") from exc
@@ -242,14 +245,14 @@ class AseDatabase(DatasetSource):
 
 
 class AseFile(DatasetSource):
-    """A file ase.io reads (extxyz, traj, ...): read whole at opening (see `load_structures`)."""
+    """A file ase.io reads (extxyz, traj, ...): read whole at opening (`labels.read_labelled_file`)."""
 
     format = "ase-io"
 
     def __init__(self, path: Path, require: tuple[str, ...], energy_kind: str | None) -> None:
         super().__init__(path, require)
         self.energy_kind = energy_kind or "total"
-        self._structures = load_structures(path, require=require)
+        self._structures = read_labelled_file(path, None, require)
         self._index([len(self._structures)])
 
     def key(self, index: int) -> str:

@@ -24,7 +24,10 @@ Registry schema (`checkpoints.json`, `schema_version` 1): `{"schema_version": 1,
 - `supported` (bool: whether eqv2_calc reads this format today) and `notes` (str);
 - optional `elements` (list of element symbols): the elements the model was trained on; structures with
   others are refused unless the user opts out (`eqv2_calc.validation`). Absent: any Z below
-  `max_num_elements` (released models: their training sets span most of the periodic table).
+  `max_num_elements` (released models: their training sets span most of the periodic table);
+- optional `energy_mean_eV` (number): the mean of the file's energy normalizer, which is added once per
+  structure (`energy = raw x rmsd + mean`, as in fairchem; `energy_offset`), where it is known. Absent: not
+  recorded here; `eqv2 info NAME` reads it from the file.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "training_data": str, "outputs": list, "domain": str, "energy_reference": dict, "model_config": dict,
     "supported": bool, "notes": str,
 }
-_OPTIONAL_ENTRY_TYPES: dict[str, type] = {"elements": list}
+_OPTIONAL_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {"elements": list, "energy_mean_eV": (int, float)}
 _SOURCE_KEYS = {"url": {"type", "url"}, "huggingface": {"type", "repo_id", "filename", "gated"},
                 "package": {"type", "path"}}
 
@@ -111,6 +114,7 @@ class ModelEntry:
     supported: bool
     notes: str
     elements: tuple[str, ...] | None = None
+    energy_mean_eV: float | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelEntry:
@@ -127,6 +131,15 @@ class ModelEntry:
     def keys(self) -> tuple[str, ...]:
         """The name and every alias."""
         return (self.name, *self.aliases)
+
+
+def energy_offset(mean_eV: float) -> str:
+    """What an energy normalizer's mean (eV, added once per structure) means for a user comparing energies."""
+    if mean_eV == 0:
+        return "none: the energy scales with the structure (a 2x1x1 supercell's energy is twice the cell's)"
+    return (f"{mean_eV:+.6f} eV added once per structure (the energy normalizer's mean, as fairchem does): a "
+            f"2x1x1 supercell's energy is 2 x the cell's {'-' if mean_eV > 0 else '+'} {abs(mean_eV):.6f} eV; "
+            "differences between two structures and forces are unaffected")
 
 
 def _entry_problems(raw: Mapping[str, Any]) -> list[str]:

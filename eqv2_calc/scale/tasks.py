@@ -55,11 +55,12 @@ def placement(calc: EquiformerV2Calculator) -> dict[str, torch.device | torch.dt
     return {"device": calc.device, "dtype": next(calc.potential.parameters()).dtype}
 
 
-def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batch_size: int) -> list[ItemResult]:
+def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batch_size: int,
+                  allow_untrained_elements: bool = False) -> list[ItemResult]:
     """`predict` on one chunk: energy (eV), max force (eV/A), Voigt stress (eV/A^3, empty without one)."""
     out = []
     for atoms, p in zip(structures, predict(structures, calc.potential, batch_size=batch_size, progress=False,
-                                            **placement(calc))):
+                                            allow_untrained_elements=allow_untrained_elements, **placement(calc))):
         stress = p.stress.tolist() if p.stress is not None else [None] * len(STRESS_COLUMNS)
         row = {"energy_eV": p.energy, "fmax_eV_per_A": p.fmax,
                **dict(zip(STRESS_COLUMNS, stress))}
@@ -68,25 +69,34 @@ def predict_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, batc
 
 
 def relax_items(calc: EquiformerV2Calculator, structures: list[Atoms], *, fmax: float, steps: int,
-                relax_cell: bool, batch_size: int) -> list[ItemResult]:
+                relax_cell: bool, batch_size: int, allow_untrained_elements: bool = False) -> list[ItemResult]:
     """`relax_many` (batched FIRE) on one chunk: final energy (eV), max force (eV/A), converged, steps."""
     results = relax_many(structures, calc.potential, fmax=fmax, steps=steps, relax_cell=relax_cell,
-                         batch_size=batch_size, progress=False, **placement(calc))
+                         batch_size=batch_size, progress=False, allow_untrained_elements=allow_untrained_elements,
+                         **placement(calc))
     return [({"energy_eV": r.energy, "fmax_eV_per_A": r.fmax, "converged": r.converged, "steps": r.steps}, r.atoms)
             for r in results]
 
 
-def predict_task(batch_size: int = DEFAULT_BATCH_SIZE) -> Task:
-    """Energies, forces and stresses: `batch_size` structures per model call."""
+def _opt_out(allow_untrained_elements: bool) -> dict[str, bool]:
+    """The task parameter of `--allow-untrained-elements`, only when set (so jobs without it keep their
+    fingerprint)."""
+    return {"allow_untrained_elements": True} if allow_untrained_elements else {}
+
+
+def predict_task(batch_size: int = DEFAULT_BATCH_SIZE, allow_untrained_elements: bool = False) -> Task:
+    """Energies, forces and stresses: `batch_size` structures per model call; structures with elements the
+    model was not trained on are refused (their row holds the error) unless `allow_untrained_elements`."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    return Task(predict_items, PREDICT_COLUMNS, {"batch_size": batch_size})
+    return Task(predict_items, PREDICT_COLUMNS, {"batch_size": batch_size, **_opt_out(allow_untrained_elements)})
 
 
 def relax_task(fmax: float = DEFAULT_FMAX, steps: int = DEFAULT_STEPS, relax_cell: bool = False,
-               batch_size: int = DEFAULT_RELAX_BATCH) -> Task:
-    """Batched FIRE relaxations to `fmax` eV/Angstrom within `steps` steps (see `relax_many`)."""
+               batch_size: int = DEFAULT_RELAX_BATCH, allow_untrained_elements: bool = False) -> Task:
+    """Batched FIRE relaxations to `fmax` eV/Angstrom within `steps` steps (see `relax_many`); elements as in
+    `predict_task`."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
-    return Task(relax_items, RELAX_COLUMNS,
-                {"fmax": fmax, "steps": steps, "relax_cell": relax_cell, "batch_size": batch_size})
+    return Task(relax_items, RELAX_COLUMNS, {"fmax": fmax, "steps": steps, "relax_cell": relax_cell,
+                                             "batch_size": batch_size, **_opt_out(allow_untrained_elements)})
