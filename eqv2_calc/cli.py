@@ -218,18 +218,19 @@ def _cmd_neb(args: argparse.Namespace) -> int:
     initial, final = read_file(args.initial, -1)[0], read_file(args.final, -1)[0]
     check_end_points(initial, final, (args.initial, args.final))
     interpolate_band(initial, final, args.images, "linear")  # refuses --images < 1 before any model work
-    check_forces(resolve_model(_model(args), args.device)[0], _model(args))
+    potential = resolve_model(_model(args), args.device)  # loaded once, its card travels with it
+    check_forces(potential, _model(args))
     common = {"device": args.device, "progress": not args.quiet,
               "allow_untrained_elements": args.allow_untrained_elements}
     if not args.no_relax_ends:
-        ends = relax_many([initial, final], _model(args), fmax=args.fmax, steps=args.steps,
+        ends = relax_many([initial, final], potential, fmax=args.fmax, steps=args.steps,
                           labels=[args.initial, args.final], **common)
         for path, r in zip((args.initial, args.final), ends):
             print(f"end point {path}: relaxed in {r.steps} steps to fmax {r.fmax:.3f} eV/A, E {r.energy:.4f} eV"
                   + ("" if r.converged else " (NOT converged)"))
         initial, final = ends[0].atoms, ends[1].atoms
     band = interpolate_band(initial, final, args.images, args.interpolation)
-    result = run_nebs([band], _model(args), climb=args.climb, fmax=args.fmax, steps=args.steps, **_neb_settings(args),
+    result = run_nebs([band], potential, climb=args.climb, fmax=args.fmax, steps=args.steps, **_neb_settings(args),
                       **common)[0]
     paths = result.write(args.output, plot=args.plot)
     print(f"barrier {result.barrier_forward:.4f} eV forward, {result.barrier_reverse:.4f} eV reverse "

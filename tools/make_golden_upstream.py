@@ -4,7 +4,7 @@
 Run in the reference venv (fairchem-core 1.10.0) with checkouts of the two upstream repositories
 (e.g. `git --git-dir=<mirror> archive HEAD model configs | tar -x -C <dir>`):
 
-    PYTHONPATH=/work/shared/reference/shims /work/main/.venv-ref/bin/python tools/make_golden_upstream.py \\
+    PYTHONPATH=tools/reference/shims .venv-ref/bin/python tools/make_golden_upstream.py \\
         --dens <atomicarchitects/DeNS checkout> --paper <atomicarchitects/equiformer_v2 checkout> [--configs a,b]
 
 Their `ocpmodels` imports resolve to `tools/reference/upstream_shims` (fairchem 1.10 underneath).
