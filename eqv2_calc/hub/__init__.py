@@ -34,9 +34,10 @@ from .registry import (
 )
 
 __all__ = [
-    "CACHE_ENV", "CHECKPOINT_SUFFIXES", "DOMAINS", "ENERGY_KINDS", "HF_PREFIX", "OUTPUTS", "PACKAGE_DIR",
-    "IN_CODE", "REGISTRY_PATH", "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelCard", "ModelEntry", "Registry", "Source", "Verification",
-    "cache_dir", "cached_file", "config_mismatches", "download_url", "energy_offset", "fetch", "find_entry", "load_model",
-    "load_registry", "misfit_message", "notice_text", "offline", "read_registry_file", "resolve_checkpoint",
-    "sha256_file", "show_notice_once", "structure_kind", "url_cache_path", "verify", "warn_if_misfit",
+    "CACHE_ENV", "CHECKPOINT_SUFFIXES", "DOMAINS", "ENERGY_KINDS", "HF_PREFIX", "OUTPUTS", "PACKAGE_DIR", "IN_CODE",
+    "REGISTRY_PATH", "REQUIRED_MODEL_CONFIG", "SCHEMA_VERSION", "SHA256_PATTERN", "ModelCard", "ModelEntry",
+    "Registry", "Source", "Verification", "cache_dir", "cached_file", "config_mismatches", "download_url",
+    "energy_offset", "fetch", "find_entry", "load_model", "load_registry", "misfit_message", "notice_text",
+    "offline", "read_registry_file", "resolve_checkpoint", "sha256_file", "show_notice_once", "structure_kind",
+    "url_cache_path", "verify", "warn_if_misfit",
 ]
