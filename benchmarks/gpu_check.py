@@ -18,6 +18,8 @@ Writes one JSON (`--out`, default benchmarks/results/gpu_check[_cpu].json) and p
   TFLOP/s and its share of the device's FP32 peak.
 - throughput: 256 slab+adsorbate systems: `predict` and `relax_many` (fixed step count) structures/s vs an ASE
   BFGS loop with the calculator on the same device (on a subset, scaled to structures/s).
+- NEB: 4 bands x 7 moving images (28-atom fcc(100) hops), `run_nebs` vs ASE's NEB loop with the calculator on each
+  image, the same 10 FIRE steps (benchmarks/bench_neb.py; target >= 5x on a GPU).
 - MD: steps/s of a 500-atom NVE run (velocity Verlet) with a new neighbour search each step and with a 1 A skin.
 - fairchem: with `--fairchem-venv`, tools/fairchem_bench_worker.py times OCPCalculator on the same slabs.
 """
@@ -51,9 +53,10 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 # per mode: slab sizes, timed repeats, throughput systems / BFGS subset / steps / batch, MD atoms (fcc reps) / steps
 MODES = {
     "cuda": dict(parity_structures=12, sizes=[20, 100, 200, 1000, 5000], repeats=3, systems=256, bfgs_systems=16, relax_steps=25,
-                 batch_size=64, md_reps=5, md_steps=50, sync_size=100),
+                 batch_size=64, md_reps=5, md_steps=50, sync_size=100, neb_bands=4, neb_images=7, neb_size=(3, 3, 3),
+                 neb_steps=10),
     "cpu": dict(parity_structures=2, sizes=[20], repeats=1, systems=3, bfgs_systems=1, relax_steps=2, batch_size=3,
-                md_reps=1, md_steps=2, sync_size=20),
+                md_reps=1, md_steps=2, sync_size=20, neb_bands=2, neb_images=1, neb_size=(2, 2, 2), neb_steps=2),
 }
 MD_SKIN = 1.0
 ADSORBATES = ("*CO", "*OH", "*CH3", "*N2", "*OH2", "*NH3")  # OC20 geometries, binding atom down
@@ -272,6 +275,15 @@ def throughput(potential, device: torch.device, mode: dict) -> dict:
     return result
 
 
+def neb(potential, device: torch.device, mode: dict) -> dict:
+    """Bands x moving images of fcc(100) hops: `run_nebs` (one model call per step) vs ASE's NEB loop with the
+    calculator on each image, the same FIRE steps (benchmarks/bench_neb.py)."""
+    from bench_neb import neb_bands, time_nebs
+
+    bands = neb_bands(mode["neb_bands"], mode["neb_images"], mode["neb_size"])
+    return time_nebs(potential, device, bands, mode["neb_steps"])
+
+
 def md(potential, device: torch.device, mode: dict) -> list[dict]:
     from ase.build import bulk
 
@@ -342,6 +354,10 @@ def print_table(report: dict) -> None:
     print(f"\nthroughput, {t['systems']} x {t['atoms_per_system']}-atom slab+adsorbate, {t['relax_steps']} steps: "
           f"predict {t['predict_structures_per_s']:.1f}/s, relax_many {t['relax_many_structures_per_s']:.2f}/s, "
           f"ASE BFGS loop {t['bfgs_loop_structures_per_s']:.2f}/s -> {t['relax_many_vs_bfgs']:.1f}x")
+    n = report["neb"]
+    print(f"NEB, {n['bands']} bands x {n['moving_images'] // n['bands']} moving images x {n['atoms_per_image']} atoms, "
+          f"{n['steps']} FIRE steps: run_nebs {n['batched_s']:.2f} s, ASE NEB loop {n['ase_loop_s']:.2f} s -> "
+          f"{n['speedup']:.1f}x")
     for r in report["md"]:
         print(f"MD NVE {r['natoms']} atoms, skin {r['skin']} A: {r['steps_per_s']:.2f} steps/s "
               f"({r['graph_builds']} searches / {r['graph_calls']} calls)")
@@ -378,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["host_syncs"] = host_syncs(oc20, device, mode["sync_size"])
     report["speed"] = speed(oc20, device, mode["sizes"], mode["repeats"], peak)
     report["throughput"] = throughput(oc20, device, mode)
+    report["neb"] = neb(oc20, device, mode)
     report["md"] = md(oc20, device, mode)
     if args.fairchem_venv:
         report["fairchem"] = fairchem(args.fairchem_venv, device, mode["sizes"], mode["repeats"], args.fairchem_max_atoms)

@@ -4,7 +4,8 @@
 `Potential` from a registered model name (see `eqv2 checkpoints list`), `hf://` address, URL or file.
 `EquiformerV2Calculator` is the ASE calculator (`from eqv2_calc import EquiformerV2Calculator`).
 Workflows: `predict` (batched energies/forces/stresses), `relax` (any ASE optimizer), `relax_many`
-(batched FIRE), `run_md` (ASE integrators with Verlet-skin graph reuse). They are imported lazily so
+(batched FIRE), `run_md` (ASE integrators with Verlet-skin graph reuse), `interpolate_band` and `run_nebs`
+(nudged elastic bands, many at once), `NEBResult`. They are imported lazily so
 that `import eqv2_calc` stays free of torch.
 """
 
@@ -16,11 +17,13 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.2.0"  # the one place the version is set (pyproject.toml reads it); see CHANGELOG.md
-__all__ = ["EquiformerV2Calculator", "evaluate", "load_model", "predict", "relax", "relax_many", "run_md"]
+__all__ = ["EquiformerV2Calculator", "NEBResult", "evaluate", "interpolate_band", "load_model", "predict", "relax",
+           "relax_many", "run_md", "run_nebs"]
 
 # public name -> submodule that defines it
-_LAZY = {"EquiformerV2Calculator": "calculator", "evaluate": "evaluation", "load_model": "hub", "predict": "predict",
-         "relax": "relax", "relax_many": "relax", "run_md": "md"}
+_LAZY = {"EquiformerV2Calculator": "calculator", "evaluate": "evaluation", "interpolate_band": "neb",
+         "load_model": "hub", "NEBResult": "neb", "predict": "predict",
+         "relax": "relax", "relax_many": "relax", "run_md": "md", "run_nebs": "neb"}
 
 
 class _Package(types.ModuleType):

@@ -193,6 +193,58 @@ def _cmd_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def _neb_settings(args: argparse.Namespace) -> dict:
+    """--k, --method, --optimizer where given (the defaults differ between one NEB and --benchmark)."""
+    return {name: getattr(args, name) for name in ("k", "method", "optimizer") if getattr(args, name) is not None}
+
+
+def _cmd_neb(args: argparse.Namespace) -> int:
+    if args.benchmark:
+        if args.initial:
+            raise ValueError("--benchmark DIR runs on the trajectories in DIR: drop INITIAL and FINAL")
+        return _neb_benchmark(args)
+    if not (args.initial and args.final):
+        raise ValueError("neb needs INITIAL and FINAL structure files (or --benchmark DIR)")
+    from .neb import check_end_points, check_forces, interpolate_band, run_nebs
+    from .predict import resolve_model
+    from .relax import relax_many
+    from .structures import read_file
+
+    initial, final = read_file(args.initial, -1)[0], read_file(args.final, -1)[0]
+    check_end_points(initial, final, (args.initial, args.final))
+    interpolate_band(initial, final, args.images, "linear")  # refuses --images < 1 before any model work
+    check_forces(resolve_model(_model(args), args.device)[0], _model(args))
+    common = {"device": args.device, "progress": not args.quiet,
+              "allow_untrained_elements": args.allow_untrained_elements}
+    if not args.no_relax_ends:
+        ends = relax_many([initial, final], _model(args), fmax=args.fmax, steps=args.steps,
+                          labels=[args.initial, args.final], **common)
+        for path, r in zip((args.initial, args.final), ends):
+            print(f"end point {path}: relaxed in {r.steps} steps to fmax {r.fmax:.3f} eV/A, E {r.energy:.4f} eV"
+                  + ("" if r.converged else " (NOT converged)"))
+        initial, final = ends[0].atoms, ends[1].atoms
+    band = interpolate_band(initial, final, args.images, args.interpolation)
+    result = run_nebs([band], _model(args), climb=args.climb, fmax=args.fmax, steps=args.steps, **_neb_settings(args),
+                      **common)[0]
+    paths = result.write(args.output, plot=args.plot)
+    print(f"barrier {result.barrier_forward:.4f} eV forward, {result.barrier_reverse:.4f} eV reverse "
+          f"(reaction energy {result.reaction_energy:+.4f} eV); TS image {result.ts_index} of {len(band) - 1}")
+    print(f"{'converged' if result.converged else 'NOT converged'} in {result.steps} steps, NEB fmax "
+          f"{result.fmax:.4f} eV/A{'' if result.climbed or not args.climb else ' (climbing stage not reached)'}")
+    print(f"wrote {', '.join(str(path) for path in paths)}")
+    return 0 if result.converged else 1
+
+
+def _neb_benchmark(args: argparse.Namespace) -> int:
+    from .neb_benchmark import benchmark_oc20neb
+
+    report = benchmark_oc20neb(args.benchmark, _model(args), output_dir=args.output, fmax=args.fmax,
+                               steps=args.steps, limit=args.limit, device=args.device, progress=not args.quiet,
+                               **_neb_settings(args))
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -589,6 +641,36 @@ def build_parser() -> argparse.ArgumentParser:
     reaction.add_argument("--plot", action="store_true", help="also save reaction.png (energy along each band, "
                           "barriers marked) and ts.png (the transition state)")
     reaction.set_defaults(func=_cmd_reaction)
+    neb = sub.add_parser("neb", help="nudged elastic band between two structure files (batched images, climbing "
+                         "image, plot), or --benchmark on OC20NEB trajectories; docs/neb.md")
+    _add_model_options(neb)
+    _add_untrained_option(neb)
+    neb.add_argument("initial", nargs="?", help="initial state file (its last frame; extxyz, traj, POSCAR, ...)")
+    neb.add_argument("final", nargs="?", help="final state file: the same atoms in the same order and cell")
+    neb.add_argument("--images", type=int, default=7, help="moving images between the end points (default 7)")
+    neb.add_argument("--climb", action=argparse.BooleanOptionalAction, default=True, help="climbing image after a "
+                     "first stage converged to fmax + 0.4 eV/A (default on; --no-climb: plain NEB)")
+    neb.add_argument("--fmax", type=positive_float, default=0.05, help="NEB force threshold, eV/A (default 0.05; "
+                     "also of the end-point relaxations)")
+    neb.add_argument("--steps", type=positive_int, default=500, help="most optimizer steps (default 500)")
+    neb.add_argument("--k", type=positive_float, default=None, help="spring constant, eV/A^2 (default 0.1, ASE's; "
+                     "1.0 with --benchmark, CatTSunami's)")
+    neb.add_argument("--method", choices=("improvedtangent", "aseneb", "eb", "spline", "string"), default=None,
+                     help="ASE NEB method (default improvedtangent; aseneb with --benchmark, as CatTSunami's OCPNEB)")
+    neb.add_argument("--optimizer", choices=("FIRE", "BFGS", "LBFGS", "MDMin"), default=None,
+                     help="ASE optimizer of the band (default FIRE; BFGS with --benchmark, as CatTSunami's validation)")
+    neb.add_argument("--interpolation", choices=("idpp", "linear"), default="idpp",
+                     help="initial band between the end points (default idpp)")
+    neb.add_argument("--no-relax-ends", action="store_true", help="use the end points as given (default: relax "
+                     "both with the model first, batched FIRE to --fmax)")
+    neb.add_argument("-o", "--output", default="neb", help="output directory (default neb): band.extxyz, band.traj, "
+                     "ts.extxyz, ts.traj, neb.json (with --benchmark: oc20neb.csv, oc20neb.json, parity.png)")
+    neb.add_argument("--plot", action="store_true", help="also save neb.png: energy along the band with the barrier "
+                     "and the transition state")
+    neb.add_argument("--benchmark", metavar="DIR", help="run the model's NEB from the first band of every OC20NEB "
+                     "trajectory (*.traj) in DIR and compare its barrier with the DFT band's last frames")
+    neb.add_argument("--limit", type=positive_int, help="with --benchmark: only the first N trajectories")
+    neb.set_defaults(func=_cmd_neb)
     evaluate = sub.add_parser("evaluate", help="OC20/OMat24 metrics of a model on a labelled dataset (fairchem LMDB, "
                               ".aselmdb, ASE db, extxyz); docs/datasets.md")
     _add_model_options(evaluate)

@@ -79,6 +79,11 @@ class EnergyReferenceError(EquiformerV2Error, ValueError):
     """A model's energies and a dataset's labels have different references (adsorption vs total energies)."""
 
 
+class NEBError(EquiformerV2Error, ValueError):
+    """A nudged elastic band cannot be run: end points with different atoms, order, cell or periodicity, too few
+    images, an unknown method or optimizer, or a model that predicts no forces."""
+
+
 class DFTHandoffError(EquiformerV2Error, ValueError):
     """A VASP hand-off directory would overwrite DFT results, or holds no (or a broken) eqv2 manifest."""
 

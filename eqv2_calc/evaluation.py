@@ -282,7 +282,7 @@ def plot_parity(parity: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(parity), figsize=(4.2 * len(parity), 4), layout="constrained", squeeze=False)
-    units = {"energy": "eV", "forces": "eV/Å", "relaxed energy": "eV"}
+    units = {"energy": "eV", "forces": "eV/Å", "relaxed energy": "eV", "barrier": "eV"}
     for ax, (name, (ref, pred)) in zip(axes[0], parity.items()):
         ax.scatter(ref, pred, s=12 if len(ref) < 1000 else 3, alpha=0.5, linewidths=0)
         if len(ref):
