@@ -121,7 +121,8 @@ def test_reaction_command_end_to_end_from_a_bulk_cif(tmp_path: Path, capsys) -> 
     summary = json.loads((out / "reaction.json").read_text())
     assert summary["reaction"] == "*OH -> *O + *H" and 1 <= len(summary["bands"]) <= 2
     for record in summary["bands"]:
-        images = read(out / record["file"], ":")
+        images = read(out / record["files"] / "band.extxyz", ":")
+        assert len(read(out / record["files"] / "band.traj", ":")) == len(images)
         assert len(images) == 4 and len(record["energies_eV"]) == 4
         energies = [a.get_potential_energy() for a in images]
         assert np.allclose(energies, record["energies_eV"], atol=1e-4)
@@ -130,6 +131,7 @@ def test_reaction_command_end_to_end_from_a_bulk_cif(tmp_path: Path, capsys) -> 
     best = summary["bands"][summary["best_band"]]
     ts = read(out / "ts.extxyz")
     assert ts.get_potential_energy() == pytest.approx(max(best["energies_eV"]), abs=1e-4)
+    assert np.allclose(read(out / "ts.traj").positions, ts.positions)
     assert ts.get_forces().shape == (len(ts), 3)
     assert (out / "reaction.png").stat().st_size > 0 and (out / "ts.png").stat().st_size > 0
 

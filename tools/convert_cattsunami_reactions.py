@@ -112,8 +112,11 @@ def main() -> None:
     args = parser.parse_args()
     data, notes = convert(args.databases)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {len(data['reactions'])} reactions ({dict(Counter(r['type'] for r in data['reactions']))}) "
+    reactions = data.pop("reactions")  # one reaction a line
+    head = json.dumps(data, indent=1)[:-2]
+    body = ",\n  ".join(json.dumps(r) for r in reactions)
+    args.out.write_text(f"{head},\n \"reactions\": [\n  {body}\n ]\n}}\n")
+    print(f"wrote {len(reactions)} reactions ({dict(Counter(r['type'] for r in reactions))}) "
           f"to {args.out}")
     for note in notes:
         print(f"note: {note}")

@@ -34,10 +34,10 @@ from ..adsorbml.references import check_known_elements
 from ..adsorbml.slabs import check_slab
 from ..errors import ReactionError
 from ..hub import find_entry
+from ..neb import NEBResult, interpolate_band, run_nebs
 from ..potential import Potential
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import RelaxResult, relax_many
-from ._neb_stand_in import NEBResult, interpolate_band, run_nebs
 from .equations import Reaction, bonded_pairs, parse_reaction, side_bonds
 from .frames import Pair, State, combine, lifted, max_hop, pairs_within, travel, unique, valid_state
 
