@@ -323,10 +323,7 @@ def _cmd_reaction(args: argparse.Namespace) -> int:
                        seed=args.seed, device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
     print("\n".join(summary_lines(run)))
     paths = write_reaction(run, args.output, plot=args.plot)
-    print(f"wrote {paths['json']}, the bands in {paths['bands']}" + (f" and the TS in {paths['ts']}" if "ts" in paths
-                                                                       else ""))
-    if args.plot:
-        print(f"plot: {paths['figure']}" + (f", {paths['ts_figure']}" if "ts_figure" in paths else ""))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0 if run.best is not None and run.best.result.converged else 1
 
 

@@ -39,7 +39,7 @@ from ..potential import Potential
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import RelaxResult, relax_many
 from .equations import Reaction, bonded_pairs, parse_reaction, side_bonds
-from .frames import Pair, State, combine, lifted, max_hop, pairs_within, travel, unique, valid_state
+from .frames import DESORPTION_HEIGHT_A, Pair, State, combine, lifted, max_hop, pairs_within, travel, unique, valid_state
 
 # Defaults sized for a CPU run of minutes with the demo model (CatTSunami: 5 x 5 final frames, 10 frames a band).
 DEFAULT_TOP_K = 3
@@ -207,8 +207,8 @@ def run_reaction(
     else:
         combos = _combos([singles[n] for n in anchor_names], anchor_bonds, None, reaction.mappings, True, hop,
                          n_initial * n_final)
-        anchors, spent = _relaxed_states(combos, potential, settings, clean, anchor_bonds)
-        anchors, evaluations["states"] = unique(anchors)[:n_initial], spent
+        relaxed, spent = _relaxed_states(combos, potential, settings, clean, anchor_bonds)
+        anchors, evaluations["states"] = unique([s for s in relaxed if s is not None])[:n_initial], spent
     if not anchors:
         raise ReactionError(f"{reaction.name}: no valid {anchor_side[:-1]} state of {' + '.join(anchor_names)}")
 
@@ -216,21 +216,28 @@ def run_reaction(
     other_names = getattr(reaction, other_side)
     other_bonds = side_bonds([get_adsorbate(n) for n in other_names])
     anchor_first = anchor_side == "reactants"
-    if reaction.kind == "desorption":
-        candidates = [(lifted(a), a.energy, a.sites) for a in anchors]
-        others, spent = _relaxed_states(candidates, potential, settings, clean, other_bonds, desorbed=True)
-    elif len(other_names) == 1:
-        others, spent = singles[other_names[0]], 0
+    if reaction.kind == "desorption":  # each anchor with its own lifted state, whatever the distance
+        lifted_states, spent = _relaxed_states([(lifted(a), a.energy, a.sites) for a in anchors], potential,
+                                               settings, clean, other_bonds, desorbed=True)
+        others = [s for s in lifted_states if s is not None]
+        pairs = sorted((pair for a, s in zip(anchors, lifted_states) if s is not None
+                        for pair in pairs_within([a], [s], reaction.mappings, float("inf"))), key=lambda p: p.rank_key)
     else:
-        candidates = [c for a in anchors for c in _combos([singles[n] for n in other_names], other_bonds, [a],
-                                                          reaction.mappings, anchor_first, hop, n_final)]
-        others, spent = _relaxed_states(candidates, potential, settings, clean, other_bonds)
-        others = unique(others)
+        if len(other_names) == 1:
+            others, spent = singles[other_names[0]], 0
+        else:
+            candidates = [c for a in anchors for c in _combos([singles[n] for n in other_names], other_bonds, [a],
+                                                              reaction.mappings, anchor_first, hop, n_final)]
+            relaxed, spent = _relaxed_states(candidates, potential, settings, clean, other_bonds)
+            others = unique([s for s in relaxed if s is not None])
+        pairs = pairs_within(*((anchors, others) if anchor_first else (others, anchors)), reaction.mappings, hop)
+        if len(other_names) == 1:  # at most n_final partners per anchor state
+            pairs = _per_anchor(pairs, anchor_first, n_final)
     evaluations["states"] += spent
     initials, finals = (anchors, others) if anchor_first else (others, anchors)
-    pairs = pairs_within(initials, finals, reaction.mappings, hop)
-    if len(other_names) == 1 and reaction.kind != "desorption":  # at most n_final partners per anchor state
-        pairs = _per_anchor(pairs, anchor_first, n_final)
+    if not pairs and reaction.kind == "desorption":
+        raise ReactionError(f"{reaction.name}: no final state: every molecule lifted {DESORPTION_HEIGHT_A} A off the "
+                            "surface went back onto it (or broke) when relaxed")
     if not pairs:
         raise ReactionError(f"{reaction.name}: no initial and final state within {hop:.1f} A of each other "
                             f"({len(initials)} initial, {len(finals)} final states); try more placements")
@@ -255,13 +262,14 @@ def _offsets(sizes: list[int], start: int = 0) -> list[int]:
 
 
 def _relaxed_states(candidates: list[tuple[Atoms, float, tuple[str, ...]]], potential: Potential, settings: dict,
-                    clean: Atoms, bonds: set, desorbed: bool = False) -> tuple[list[State], int]:
-    """The candidates relaxed together; the valid ones as states, and the model evaluations spent."""
+                    clean: Atoms, bonds: set, desorbed: bool = False) -> tuple[list[State | None], int]:
+    """The candidates relaxed together: a state for each (None where it is not valid, `frames.valid_state`),
+    and the model evaluations spent."""
     if not candidates:
         return [], 0
     results = _relax([c[0] for c in candidates], potential, settings)
-    states = [State(r.atoms, r.energy, sites) for (atoms, _, sites), r in zip(candidates, results)
-              if valid_state(atoms, r.atoms, clean, bonds, desorbed)]
+    states = [State(r.atoms, r.energy, sites) if valid_state(atoms, r.atoms, clean, bonds, desorbed) else None
+              for (atoms, _, sites), r in zip(candidates, results)]
     return states, _evaluations(results)
 
 
