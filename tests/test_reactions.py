@@ -158,3 +158,21 @@ def test_list_reactions(capsys) -> None:
     out = capsys.readouterr().out
     assert "*CO -> *C + *O" in out and "*OH + *CH2 -> *O + *CH3" in out and "*CO -> CO(g)" in out
     assert "98 reactions of CatTSunami" in out
+
+
+def test_desorption_final_state_is_the_molecule_off_the_surface() -> None:
+    """CatTSunami's desorption: the final state is the relaxed adsorbate moved 3 A along the normal, relaxed,
+    still off the surface; the band starts from the adsorbed state with the same atoms in the same order."""
+    from eqv2_calc.reactions.frames import DESORPTION_HEIGHT_A, is_adsorbed
+    from eqv2_calc.reactions.workflow import run_reaction
+
+    slab = fcc111("Cu", size=(2, 2, 3), a=3.59, vacuum=8.0)
+    slab.pbc = True
+    run = run_reaction(tag_surface(slab), "*CO -> CO(g)", num_random=0, n_initial=1, top_k=1, n_images=2, steps=8,
+                       neb_steps=3, device="cpu", progress=False)
+    (band,) = run.bands
+    first, last = band.result.images[0], band.result.images[-1]
+    assert is_adsorbed(first) and not is_adsorbed(last)
+    assert first.get_chemical_symbols() == last.get_chemical_symbols()
+    lift = last.positions[-2:, 2].mean() - first.positions[-2:, 2].mean()
+    assert lift > DESORPTION_HEIGHT_A - 1.0
