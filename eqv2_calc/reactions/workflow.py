@@ -66,6 +66,7 @@ class ReactionRun:
     Attributes:
         reaction, slab: what was run where (slab: the clean slab as given, tags 0/1).
         species: per adsorbate name, its placements and how many relaxed to a valid, distinct state.
+        species_states: per adsorbate name, those states (one adsorbate on the slab), lowest energy first.
         initial_states, final_states: the states the pairs came from (reactant side, product side).
         pairs: every pair that met the pairing rule, ranked; bands: the NEBs of the best `top_k`.
         evaluations: model evaluations of single structures per stage ("placements", "states", "neb").
@@ -74,6 +75,7 @@ class ReactionRun:
     reaction: Reaction
     slab: Atoms
     species: dict[str, dict[str, int]]
+    species_states: dict[str, list[State]]
     initial_states: list[State]
     final_states: list[State]
     pairs: list[Pair]
@@ -249,7 +251,7 @@ def run_reaction(
     neb_results = run_nebs(bands, potential, climb=climb, fmax=neb_fmax, steps=neb_steps, device=device,
                            progress=progress, max_atoms=max_atoms)
     evaluations["neb"] = sum(r.steps + 1 for r in neb_results) * n_images
-    return ReactionRun(reaction, slab, species, initials, finals, pairs,
+    return ReactionRun(reaction, slab, species, singles, initials, finals, pairs,
                        [Band(p, r) for p, r in zip(chosen, neb_results)], evaluations)
 
 
