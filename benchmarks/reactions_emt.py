@@ -62,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="default: the embedded demo model")
     parser.add_argument("--reactions", type=int, default=len(REACTIONS))
+    parser.add_argument("--start", type=int, default=0, help="first reaction of REACTIONS run (0-based)")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--num-random", type=int, default=3)
     parser.add_argument("--images", type=int, default=5)
@@ -79,7 +80,7 @@ def main() -> None:
     from eqv2_calc.reactions.workflow import run_reaction
 
     rows = []
-    for metal, miller, text in REACTIONS[: args.reactions]:
+    for metal, miller, text in REACTIONS[args.start: args.start + args.reactions]:
         slab = build_slabs(bulk(metal, "fcc", a=emt_lattice_constant(metal)), miller, settings=SlabSettings(**SLAB))[0]
         label = f"{metal}{''.join(map(str, miller))} {text}"
         start = time.perf_counter()

@@ -6,7 +6,7 @@ model, shared and counted once) and use the same model (the embedded demo model,
 
 - ours: `run_reaction` (pairing rule, batched relaxations of the two-adsorbate states, IDPP bands);
 - theirs: the AutoFrame class of the reaction, given our lowest valid reactant state (a dissociation takes
-  one) or our valid reactant states (a desorption), the valid product placements and their energies, and
+  one; ours then keeps one too) or our valid reactant states (a desorption: both sides start from 2), the valid product placements and their energies, and
   our calculator (`EquiformerV2Calculator`, ASE BFGS one structure at a time, as CatTSunami relaxes; calls
   counted); its own interpolation (linear + overlap correction).
 
@@ -20,7 +20,8 @@ Runs in the main environment with fairchem-data-oc 1.0.2 and the CatTSunami whee
 
     pip download --no-deps fairchem-data-oc==1.0.2 fairchem-applications-cattsunami==1.1.1 -d WHEELS
     (cd SITE && for w in WHEELS/*.whl; do unzip -o -q $w; done)
-    PYTHONPATH=SITE:. python benchmarks/reactions_vs_cattsunami.py [--out benchmarks/results/reactions_vs_cattsunami.json]
+    PYTHONPATH=SITE:. python benchmarks/reactions_vs_cattsunami.py \
+        [--out benchmarks/results/reactions_vs_cattsunami.json]
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from adsorbml_emt import SLAB, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = (("Cu", (1, 1, 1), "*OH -> *O + *H"), ("Pt", (1, 1, 1), "*NH -> *N + *H"),
-           ("Cu", (1, 1, 1), "*CO -> CO(g)"))
+           ("Pt", (1, 1, 1), "*CO -> *C + *O"), ("Cu", (1, 1, 1), "*CO -> CO(g)"))
 NEB_FMAX, RELAX_FMAX, RELAX_STEPS = 0.05, 0.05, 200
 DESORPTION_HEIGHT_A = 3.0  # CatTSunami's tests: z_desorption=3
+DESORPTION_STATES = 2  # adsorbed states a desorption starts from, both sides
 
 
 class CountingCalculator:
@@ -68,7 +70,7 @@ def theirs(run, text: str, calc, finals: int, n_images: int) -> list[list]:
         reactant = states[reaction.reactants[0]]
         frames = AutoFrameDesorption(db, [s.atoms for s in reactant] + [reactant[-1].atoms],  # it skips the last
                                      [s.energy for s in reactant] + [reactant[-1].energy], DESORPTION_HEIGHT_A)
-        return frames.get_neb_frames(calc, n_frames=n_images + 2, n_systems=finals, fmax=RELAX_FMAX,
+        return frames.get_neb_frames(calc, n_frames=n_images + 2, n_systems=DESORPTION_STATES, fmax=RELAX_FMAX,
                                      steps=RELAX_STEPS)
     db = Reaction(DISSOCIATION_REACTION_DB_PATH, ADSORBATE_PKL_PATH, reaction_str_from_db=text)
     p1, p2 = (states[name] for name in reaction.products)
@@ -88,6 +90,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4, help="moving images a band")
     parser.add_argument("--neb-steps", type=int, default=150)
     parser.add_argument("--num-random", type=int, default=2)
+    parser.add_argument("--systems", type=int, nargs="+", default=list(range(len(SYSTEMS))),
+                        help="which of SYSTEMS to run (0-based)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reactions_vs_cattsunami.json"))
     args = parser.parse_args()
 
@@ -100,17 +104,23 @@ def main() -> None:
     from eqv2_calc.data.emt import emt_lattice_constant
     from eqv2_calc.neb import run_nebs
     from eqv2_calc.predict import DEMO_MODEL, resolve_model
+    from eqv2_calc.errors import ReactionError
     from eqv2_calc.reactions.workflow import run_reaction
 
     potential, _ = resolve_model(DEMO_MODEL, "cpu")
     rows = []
-    for metal, miller, text in SYSTEMS:
+    for metal, miller, text in (SYSTEMS[i] for i in args.systems):
         slab = build_slabs(bulk(metal, "fcc", a=emt_lattice_constant(metal)), miller, settings=SlabSettings(**SLAB))[0]
         label = f"{metal}{''.join(map(str, miller))} {text}"
         start = time.perf_counter()
-        run = run_reaction(slab, text, potential, top_k=args.top_k, num_random=args.num_random, n_initial=1,
-                           n_final=args.finals, n_images=args.images, neb_steps=args.neb_steps, neb_fmax=NEB_FMAX,
-                           device="cpu", progress=False)
+        try:
+            run = run_reaction(slab, text, potential, top_k=args.top_k, num_random=args.num_random, n_initial=DESORPTION_STATES if "(g)" in text else 1,
+                               n_final=args.finals, n_images=args.images, neb_steps=args.neb_steps,
+                               neb_fmax=NEB_FMAX, device="cpu", progress=False)
+        except ReactionError as exc:
+            rows.append({"system": label, "ours": {"error": str(exc)}, "cattsunami": {"error": "not run"}})
+            print(f"  {label}: {exc}", flush=True)
+            continue
         ours_seconds = time.perf_counter() - start
         ours = {"frame_sets": len(run.pairs), "nebs": len(run.bands),
                 "converged": sum(b.result.converged for b in run.bands),

@@ -126,7 +126,8 @@ def derive_mappings(symbols_in: list[str], bonds_in: set, symbols_out: list[str]
 
 def _imbalance(symbols_in: list[str], symbols_out: list[str]) -> str:
     left, right = Counter(symbols_in), Counter(symbols_out)
-    diff = ", ".join(f"{el} {left[el]} -> {right[el]}" for el in sorted(set(left) | set(right)) if left[el] != right[el])
+    differ = [el for el in sorted(set(left) | set(right)) if left[el] != right[el]]
+    diff = ", ".join(f"{el} {left[el]} -> {right[el]}" for el in differ)
     return f"the atoms do not balance ({diff})"
 
 

@@ -40,7 +40,8 @@ def summary_lines(run: ReactionRun) -> list[str]:
     for i, band in enumerate(run.bands):
         r = band.result
         lines.append(f"  {i:>4} {'+'.join(band.pair.initial.sites):<14} {'+'.join(band.pair.final.sites):<14} "
-                     f"{r.barrier_forward:>7.3f} {r.barrier_reverse:>7.3f} {r.steps:>5} {'yes' if r.converged else 'NO'}")
+                     f"{r.barrier_forward:>7.3f} {r.barrier_reverse:>7.3f} {r.steps:>5} "
+                     f"{'yes' if r.converged else 'NO'}")
     best = run.best
     if best is not None:
         lines.append(f"  lowest barrier: {best.result.barrier_forward:.3f} eV (band {run.bands.index(best)}"
@@ -98,7 +99,8 @@ def plot_bands(run: ReactionRun, path: str | os.PathLike) -> Path:
                     xytext=(0, 6), ha="center", color=line.get_color())
         ax.plot([x[r.ts_index]], [energies[r.ts_index]], "*", ms=14, color=line.get_color())
     ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set(xlabel="distance along the band (Å)", ylabel="E - E(initial) (eV)", title=f"{run.reaction.name} on {run.slab.get_chemical_formula()}")
+    ax.set(xlabel="distance along the band (Å)", ylabel="E - E(initial) (eV)",
+           title=f"{run.reaction.name} on {run.slab.get_chemical_formula()}")
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -39,7 +39,8 @@ from ..potential import Potential
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import RelaxResult, relax_many
 from .equations import Reaction, bonded_pairs, parse_reaction, side_bonds
-from .frames import DESORPTION_HEIGHT_A, Pair, State, combine, lifted, max_hop, pairs_within, travel, unique, valid_state
+from .frames import (DESORPTION_HEIGHT_A, Pair, State, combine, lifted, max_hop, pairs_within, travel, unique,
+                     valid_state)
 
 # Defaults sized for a CPU run of minutes with the demo model (CatTSunami: 5 x 5 final frames, 10 frames a band).
 DEFAULT_TOP_K = 3
