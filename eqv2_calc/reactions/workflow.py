@@ -4,7 +4,8 @@ rejection, initial/final states paired atom to atom (`frames.py`), NEBs of the b
 Stages, each one batched call of the model machinery:
 1. every species (reactants and products; a desorption: its reactant) placed on the slab the AdsorbML way
    (heuristic + random sites, `make_placements`) and relaxed with the clean slab in one `relax_many`; results
-   breaking an AdsorbML rule are dropped, repeats merged (`frames.unique`);
+   breaking an AdsorbML rule or not bonded as the adsorbate is (CatTSunami's 1.25 rule, `frames.valid_state`)
+   are dropped, repeats merged (`frames.unique`);
 2. the anchor side (the side with one adsorbate; the reactants of a transfer) gives up to `n_initial` states,
    lowest energy first; a two-adsorbate anchor is built from pairs of relaxed placements not bonded to each
    other, lowest summed energy first, and relaxed;
@@ -28,7 +29,6 @@ import torch
 from ase import Atoms
 
 from ..adsorbml.adsorbates import get_adsorbate
-from ..adsorbml.anomalies import detect_anomalies
 from ..adsorbml.placement import make_placements
 from ..adsorbml.references import check_known_elements
 from ..adsorbml.slabs import check_slab
@@ -188,9 +188,10 @@ def run_reaction(
     clean = results[0].atoms
     singles: dict[str, list[State]] = {}
     for name, result_start in zip(names, _offsets([len(placements[n]) for n in names], start=1)):
+        bonds = side_bonds([get_adsorbate(name)])
         states = [State(r.atoms, r.energy, (p.site.kind,))
                   for p, r in zip(placements[name], results[result_start:result_start + len(placements[name])])
-                  if not detect_anomalies(p.atoms, r.atoms, clean)]
+                  if valid_state(p.atoms, r.atoms, clean, bonds)]
         singles[name] = unique(states)
     species = {name: {"placements": len(placements[name]), "valid_distinct": len(singles[name])} for name in names}
     for name in names:
