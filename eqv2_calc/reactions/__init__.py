@@ -1,7 +1,10 @@
 """Reactions after AdsorbML: transition states of surface reactions (CatTSunami's enumeration, arXiv 2405.02078).
 
-`parse_reaction("*CO -> *C + *O")` reads a reaction in OC20 adsorbate names (CatTSunami's 98 by name);
-modules, one job each: `equations` (parsing, balance, atom mappings, the reaction list).
+`run_reaction(slab, "*CO -> *C + *O")` places reactants and products, relaxes them in batches, pairs initial
+and final states atom to atom and runs NEBs of the best pairs (`eqv2_calc.neb`). Modules, one job each:
+`equations` (parsing, balance, atom mappings, CatTSunami's 98 reactions), `frames` (states, the pairing rule,
+alignment), `workflow` (`run_reaction`), `report` (files and figures). The workflow and report modules import
+torch; import them directly (`from eqv2_calc.reactions.workflow import run_reaction`).
 """
 
 from __future__ import annotations
