@@ -55,7 +55,7 @@ def emt_band(band, n_images: int, steps: int):
     optimizer = FIRE(neb, logfile=None)
     converged = bool(optimizer.run(fmax=NEB_FMAX, steps=steps))
     energies = [image.get_potential_energy() for image in images]
-    return max(energies) - energies[0], converged, calls + (optimizer.nsteps + 1) * n_images
+    return float(max(energies) - energies[0]), converged, int(calls + (optimizer.nsteps + 1) * n_images)
 
 
 def main() -> None:
@@ -98,14 +98,15 @@ def main() -> None:
         picked = run.bands.index(best)
         emt_lowest = min(e[0] for e in emt)
         row = {"system": label, "bands": len(run.bands), "pairs": len(run.pairs),
-               "model_converged": sum(b.result.converged for b in run.bands),
-               "emt_converged": sum(e[1] for e in emt),
+               "model_converged": sum(bool(b.result.converged) for b in run.bands),
+               "emt_converged": sum(bool(e[1]) for e in emt),
                "model_barriers_eV": [b.result.barrier_forward for b in run.bands],
                "emt_barriers_eV": [e[0] for e in emt], "model_lowest_eV": best.result.barrier_forward,
                "emt_lowest_eV": emt_lowest, "emt_of_model_pick_eV": emt[picked][0],
                "error_on_pick_eV": best.result.barrier_forward - emt[picked][0],
-               "found": emt[picked][0] - emt_lowest <= SUCCESS_EV,
-               "model_evaluations": sum(run.evaluations.values()), "evaluations": run.evaluations,
+               "found": bool(emt[picked][0] - emt_lowest <= SUCCESS_EV),
+               "model_evaluations": int(sum(run.evaluations.values())),
+               "evaluations": {k: int(v) for k, v in run.evaluations.items()},
                "emt_calls": sum(e[2] for e in emt), "model_seconds": model_seconds,
                "emt_seconds": time.perf_counter() - start - model_seconds}
         rows.append(row)

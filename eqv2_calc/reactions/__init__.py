@@ -3,8 +3,7 @@
 `run_reaction(slab, "*CO -> *C + *O")` places reactants and products, relaxes them in batches, pairs initial
 and final states atom to atom and runs NEBs of the best pairs (`eqv2_calc.neb`). Modules, one job each:
 `equations` (parsing, balance, atom mappings, CatTSunami's 98 reactions), `frames` (states, the pairing rule,
-alignment), `workflow` (`run_reaction`), `report` (files and figures). The workflow and report modules import
-torch; import them directly (`from eqv2_calc.reactions.workflow import run_reaction`).
+alignment), `workflow` (`run_reaction`), `report` (files and figures).
 """
 
 from __future__ import annotations
