@@ -6,8 +6,8 @@ EMT, 8 moving images from IDPP, k = 1, climbing image, BFGS, every band of the o
 then `benchmark_oc20neb` runs the model's NEB from each first band with CatTSunami's settings and compares its
 barrier with EMT's. Prints the rows and the summary and writes the benchmark's files.
 
-    python benchmarks/neb_oc20neb_emt.py [--model NAME_OR_PATH] [--size 2 2 2] [--steps 500] [--threads N]
-        [--out benchmarks/results/neb_oc20neb_emt]
+    python benchmarks/neb_oc20neb_emt.py [--model NAME_OR_PATH] [--size 2 2 2] [--steps 500] [--hops NAME ...]
+        [--optimizer BFGS] [--method aseneb] [--threads N] [--out benchmarks/results/neb_oc20neb_emt]
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--model", help="default: the embedded demo model")
     parser.add_argument("--size", type=int, nargs=3, default=(2, 2, 2), help="slab repeats (default 2 2 2)")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--hops", nargs="+", help="names of tests/neb_systems.py HOPS (default: all)")
+    parser.add_argument("--optimizer", default="BFGS", help="default BFGS (CatTSunami's)")
+    parser.add_argument("--method", default="aseneb", help="default aseneb (CatTSunami's OCPNEB)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "neb_oc20neb_emt")
@@ -39,12 +42,12 @@ def main() -> None:
     from neb_systems import HOPS, hop_ends, write_emt_neb_trajectory
 
     with tempfile.TemporaryDirectory() as tmp:
-        for i, name in enumerate(HOPS):
+        for i, name in enumerate(args.hops or HOPS):
             slug = name.replace("/", "_").replace("(", "").replace(")", "")
             write_emt_neb_trajectory(Path(tmp) / f"hop_id_{i}_{slug}_neb1.0.traj", *hop_ends(name, tuple(args.size)))
         start = time.perf_counter()
         report = benchmark_oc20neb(tmp, args.model or DEMO_MODEL, output_dir=args.out, steps=args.steps,
-                                   device=args.device)
+                                   optimizer=args.optimizer, method=args.method, device=args.device)
         elapsed = time.perf_counter() - start
     print(f"{'trajectory':<34} {'E_a EMT':>8} {'E_a model':>9} {'error':>7} {'converged':>9} {'steps':>5} success")
     for r in report.rows:

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import torch
 from .data.dataset import DatasetError
 from .data.formats import DatasetSource, open_dataset
 from .errors import EnergyReferenceError, EquiformerV2Error
+from .files import staged_files
 from .hub import ModelEntry, find_entry
 from .metrics import IS2REMetrics, S2EFMetrics
 from .potential import Potential
@@ -255,23 +255,17 @@ def _run_scaled(source: DatasetSource, count: int, potential: None, model: Any, 
 
 def _write_outputs(directory: Path, report: EvaluationReport, parity: dict[str, tuple[np.ndarray, np.ndarray]]
                    ) -> list[Path]:
-    """metrics.json, structures.csv and parity.png, each written to a temporary name then renamed."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """metrics.json, structures.csv and parity.png, written into a temporary folder and moved in together."""
     table = io.StringIO()
     columns = list(dict.fromkeys(key for row in report.rows for key in row))
     writer = csv.DictWriter(table, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(report.rows)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".evaluate-") as tmp:
-        staged = Path(tmp)
+    with staged_files(directory, OUTPUT_FILES) as staged:
         (staged / "metrics.json").write_text(json.dumps(report.metrics, indent=2))
         (staged / "structures.csv").write_text(table.getvalue())
         plot_parity(parity, staged / "parity.png", title=f"{report.metrics['model']} on {report.metrics['data']}")
-        paths = []
-        for name in OUTPUT_FILES:
-            os.replace(staged / name, directory / name)
-            paths.append(directory / name)
-    return paths
+    return [directory / name for name in OUTPUT_FILES]
 
 
 def plot_parity(parity: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, title: str = ""):

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ase.optimize
 import numpy as np
 import torch
 from ase import Atoms
@@ -38,9 +37,10 @@ from ase.optimize.optimize import Optimizer
 from .batching import max_batch_atoms
 from .cpu_workers import CpuWorkers
 from .errors import NEBError
+from .files import staged_files
 from .potential import Potential
 from .predict import DEMO_MODEL, Prediction, resolve_model
-from .relax import DEFAULT_FMAX, DEFAULT_STEPS, _optimizer_class, frozen_copy
+from .relax import DEFAULT_FMAX, DEFAULT_STEPS, frozen_copy
 from .validation import check_structure
 
 NEB_METHODS = ("improvedtangent", "aseneb", "eb", "spline", "string")  # ase.mep.neb.get_neb_method
@@ -167,17 +167,6 @@ class NEBResult:
         return fig
 
 
-@contextmanager
-def staged_files(directory: Path, names: Sequence[str]) -> Iterator[Path]:
-    """A temporary folder inside `directory` (created if needed) to write the files `names` into; when the block
-    ends without error they are moved into `directory` together, else nothing is moved."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".staged-") as tmp:
-        yield Path(tmp)
-        for name in names:
-            os.replace(Path(tmp) / name, directory / name)
-
-
 def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("initial", "final")) -> None:
     """Refuse two states of a band that differ in atoms, atom order, cell or periodicity.
 
@@ -193,8 +182,8 @@ def check_end_points(initial: Atoms, final: Atoms, what: tuple[str, str] = ("ini
         i = int(differ[0])
         same_atoms = sorted(initial.numbers) == sorted(final.numbers)
         raise NEBError(f"atom {i} is {initial[i].symbol} in the {a} state and {final[i].symbol} in the {b} state: "
-                       + ("the same atoms in another order: reorder one file so that each index is the same atom in both"
-                          if same_atoms else "the ends of a band need the same atoms in the same order"))
+                       + ("the same atoms in another order: reorder one file so that each index is the same "
+                          "atom in both" if same_atoms else "the ends of a band need the same atoms in the same order"))
     if not np.array_equal(initial.pbc, final.pbc):
         raise NEBError(f"periodicity differs: pbc {initial.pbc.tolist()} in the {a} state, {final.pbc.tolist()} "
                        f"in the {b} state")
@@ -369,7 +358,7 @@ def run_nebs(
         copies.append([image.copy() for image in band])
         for i, image in enumerate(copies[-1]):
             check_structure(image, entry, f"{what} image {i}", allow_untrained_elements)
-    optimizer_class = _optimizer_class(optimizer)
+    optimizer_class = getattr(ase.optimize, optimizer)
     runs = []
     for b, images in enumerate(copies):
         neb = NEB(images, k=k, climb=False, method=method)

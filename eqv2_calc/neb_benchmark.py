@@ -30,7 +30,8 @@ import torch
 
 from .errors import NEBError
 from .evaluation import plot_parity
-from .neb import NEBResult, run_nebs, staged_files
+from .files import staged_files
+from .neb import NEBResult, run_nebs
 from .potential import Potential
 from .predict import DEMO_MODEL
 from .relax import DEFAULT_FMAX, DEFAULT_STEPS

@@ -14,6 +14,7 @@ from ase.mep import NEB
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from eqv2_calc.calculator import EquiformerV2Calculator
+from eqv2_calc.cpu_workers import CpuWorkers
 from eqv2_calc.errors import NEBError
 from eqv2_calc.hub import load_model
 from eqv2_calc.neb import interpolate_band, run_nebs
@@ -95,12 +96,20 @@ def test_other_optimizers_and_methods_take_ase_steps(demo: Potential, o_hop: tup
         assert mine.get_potential_energy() == pytest.approx(theirs.get_potential_energy(), abs=1e-8)
 
 
-def test_bands_together_equal_each_band_alone(demo: Potential, o_hop: tuple) -> None:
-    """Two bands of different sizes, in chunks of at most 30 atoms per model call, as each alone (float64)."""
+def test_bands_together_equal_each_band_alone(demo: Potential, o_hop: tuple, monkeypatch) -> None:
+    """Two bands of different sizes, in chunks of at most 30 atoms per model call, as each alone (float64); the
+    end points are evaluated once, the moving images once per step."""
     cu_hop = [r.atoms for r in relax_many(hop_ends("Cu/Cu(100)"), demo, fmax=0.02, progress=False)]
     bands = [interpolate_band(*o_hop, 3), interpolate_band(*cu_hop, 2)]
-    settings = {"fmax": 0.05, "steps": 30, "device": "cpu", "dtype": torch.float64, "progress": False}
+    settings = {"fmax": 0.05, "steps": 15, "device": "cpu", "dtype": torch.float64, "progress": False}
+    calls = []
+    evaluate = CpuWorkers.evaluate
+    monkeypatch.setattr(CpuWorkers, "evaluate", lambda self, structures: calls.append(
+        sum(len(a) for a in structures)) or evaluate(self, structures))
     together = run_nebs(bands, demo, max_atoms=30, **settings)
+    monkeypatch.undo()
+    assert max(calls) <= 30
+    assert sum(calls) == sum(len(b[0]) * (2 + (len(b) - 2) * (r.steps + 1)) for b, r in zip(bands, together))
     for band, mixed in zip(bands, together):
         alone = run_nebs([band], demo, **settings)[0]
         assert mixed.steps == alone.steps and mixed.converged == alone.converged

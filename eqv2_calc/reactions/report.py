@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..adsorbml.report import plot_structure
-from ..neb import staged_files
+from ..files import staged_files
 from ..structures import write_structures
 from .workflow import Band, ReactionRun
 
