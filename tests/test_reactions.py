@@ -176,3 +176,18 @@ def test_desorption_final_state_is_the_molecule_off_the_surface() -> None:
     assert first.get_chemical_symbols() == last.get_chemical_symbols()
     lift = last.positions[-2:, 2].mean() - first.positions[-2:, 2].mean()
     assert lift > DESORPTION_HEIGHT_A - 1.0
+
+
+def test_reaction_command_on_an_untagged_slab_file(tmp_path: Path, capsys) -> None:
+    """--slab FILE: a slab written by ASE without tags gets its top 2 A tagged as surface (and the rest fixed)."""
+    slab_file = tmp_path / "cu111.extxyz"
+    slab = fcc111("Cu", size=(2, 2, 3), a=3.59, vacuum=8.0)
+    slab.pbc = True
+    slab.set_tags(0)
+    write_structures(slab_file, slab)
+    out = tmp_path / "out"
+    assert main(["reaction", "--slab", str(slab_file), "--reaction", "*CO -> CO(g)", "--top-k", "1", "-o", str(out),
+                 *SMALL[4:]]) in (0, 1)
+    summary = json.loads((out / "reaction.json").read_text())
+    assert summary["kind"] == "desorption" and summary["slab"] == "Cu12"
+    assert len(read(out / summary["bands"][0]["files"] / "band.traj", ":")) == 4
