@@ -309,6 +309,49 @@ def _cmd_adsorb(args: argparse.Namespace) -> int:
     return 0 if any(s.best is not None for s in systems) else 1
 
 
+def _cmd_reaction(args: argparse.Namespace) -> int:
+    from .reactions import parse_reaction, reaction_table
+
+    if args.list_reactions:
+        print("\n".join(reaction_table()))
+        return 0
+    if not args.reaction or not (args.bulk or args.slab) or (args.bulk and args.slab):
+        raise ValueError("reaction needs --reaction and one of --bulk (with --miller) or --slab")
+    from .reactions.report import summary_lines, write_reaction
+    from .reactions.workflow import check_force_model, run_reaction
+
+    reaction = parse_reaction(args.reaction)  # bad reactions and models fail before any slab work
+    check_force_model(_model(args))
+    slab = _reaction_slab(args)
+    run = run_reaction(slab, reaction, _model(args), top_k=args.top_k, num_random=args.num_random,
+                       n_initial=args.n_initial, n_final=args.n_final, n_images=args.images, fmax=args.fmax,
+                       steps=args.steps, neb_fmax=args.neb_fmax, neb_steps=args.neb_steps, climb=not args.no_climb,
+                       seed=args.seed, device=args.device, progress=not args.quiet, max_atoms=args.max_atoms)
+    print("\n".join(summary_lines(run)))
+    paths = write_reaction(run, args.output, plot=args.plot)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0 if run.best is not None and run.best.result.converged else 1
+
+
+def _reaction_slab(args: argparse.Namespace):
+    """The slab of `eqv2 reaction`: --slab (its tags, or the top 2 A tagged as surface when it has none), or the
+    first termination of --bulk cut along --miller."""
+    from .adsorbml import SlabSettings, build_slabs, tag_surface
+    from .structures import read_file
+
+    if args.slab:
+        slab = read_file(args.slab)[-1]
+        return slab if (slab.get_tags() == 1).any() else tag_surface(slab)
+    if not args.miller:
+        raise ValueError("--bulk needs --miller H K L (the surface the reaction runs on)")
+    slabs = build_slabs(args.bulk, args.miller, settings=SlabSettings(min_slab_size=args.min_slab_size,
+                                                                        min_ab=args.min_ab))
+    if len(slabs) > 1 and not args.quiet:
+        print(f"eqv2: {len(slabs)} terminations along {tuple(args.miller)}; running on the first "
+              f"(shift {slabs[0].info['shift']})", file=sys.stderr)
+    return slabs[0]
+
+
 def _adsorb_systems(args: argparse.Namespace) -> int:
     """`eqv2 adsorb --systems FILE`: one screen per row, chunked and resumable (results in --results or -o)."""
     from .scale.adsorb import adsorb_task, read_systems
@@ -569,6 +612,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "AdsorbML's success table against the ML ranking, then exit")
     _add_scale_options(adsorb)
     adsorb.set_defaults(func=_cmd_adsorb)
+    reaction = sub.add_parser("reaction", help="transition states of a surface reaction after AdsorbML: place "
+                              "reactants and products, relax them in batches, pair states atom to atom, NEBs of the "
+                              "best pairs (docs/reactions.md)")
+    _add_model_options(reaction)
+    reaction.add_argument("--reaction", help="in OC20 adsorbate names: \"*CO -> *C + *O\", \"*OH + *H -> *OH2\", "
+                          "\"*CO -> CO(g)\" (CatTSunami's 98: --list-reactions)")
+    reaction.add_argument("--bulk", help="bulk crystal file (CIF, POSCAR, ...), cut along --miller")
+    reaction.add_argument("--miller", type=int, nargs=3, metavar=("H", "K", "L"), help="surface of --bulk")
+    reaction.add_argument("--slab", help="slab file instead of --bulk (tags 1 = surface; untagged: the top 2 A)")
+    reaction.add_argument("--list-reactions", action="store_true", help="list CatTSunami's reactions, and exit")
+    reaction.add_argument("--top-k", type=positive_int, default=3, help="NEBs run, on the best-ranked pairs of "
+                          "states (default 3)")
+    reaction.add_argument("--num-random", type=int, default=6, help="random placements per species (default 6; "
+                          "AdsorbML used 100), besides one per heuristic site")
+    reaction.add_argument("--n-initial", type=positive_int, default=3,
+                          help="states kept on the side with one adsorbate (default 3)")
+    reaction.add_argument("--n-final", type=positive_int, default=4,
+                          help="states of the other side per kept state (default 4)")
+    reaction.add_argument("--images", type=positive_int, default=5, help="moving images a band (default 5)")
+    reaction.add_argument("--fmax", type=positive_float, default=0.05, help="relaxations: force threshold, eV/A "
+                          "(default 0.05)")
+    reaction.add_argument("--steps", type=positive_int, default=300, help="relaxations: most FIRE steps (default 300)")
+    reaction.add_argument("--neb-fmax", type=positive_float, default=0.05, help="NEB force threshold, eV/A "
+                          "(default 0.05)")
+    reaction.add_argument("--neb-steps", type=positive_int, default=300, help="most NEB steps a band (default 300)")
+    reaction.add_argument("--no-climb", action="store_true", help="no climbing image")
+    reaction.add_argument("--max-atoms", type=int, help="atoms per model call (default: sized from memory)")
+    reaction.add_argument("--min-slab-size", type=float, default=7.0, help="slab thickness, A (default 7, OC20)")
+    reaction.add_argument("--min-ab", type=float, default=8.0, help="smallest in-plane cell length, A (default 8)")
+    reaction.add_argument("--seed", type=int, default=0, help="seed of the placements (default 0)")
+    reaction.add_argument("-o", "--output", default="reaction", help="output directory (default reaction)")
+    reaction.add_argument("--plot", action="store_true", help="also save reaction.png (energy along each band, "
+                          "barriers marked) and ts.png (the transition state)")
+    reaction.set_defaults(func=_cmd_reaction)
     neb = sub.add_parser("neb", help="nudged elastic band between two structure files (batched images, climbing "
                          "image, plot), or --benchmark on OC20NEB trajectories; docs/neb.md")
     _add_model_options(neb)

@@ -90,3 +90,7 @@ class NEBError(EquiformerV2Error, ValueError):
 
 class DFTHandoffError(EquiformerV2Error, ValueError):
     """A VASP hand-off directory would overwrite DFT results, or holds no (or a broken) eqv2 manifest."""
+
+
+class ReactionError(EquiformerV2Error, ValueError):
+    """A reaction cannot be read, its atoms do not balance, or it cannot be run (no forces, no frames)."""

@@ -62,7 +62,7 @@ def test_list_adsorbates_command(capsys) -> None:
 
     assert main(["adsorb", "--list-adsorbates"]) == 0
     out = capsys.readouterr().out
-    assert all(f"\n{name} " in out for name in library_names()) and "87 adsorbates" in out
+    assert all(f"\n{name} " in out for name in library_names()) and "88 adsorbates" in out
 
 
 def test_flipped_slab_puts_the_bottom_termination_on_top() -> None:

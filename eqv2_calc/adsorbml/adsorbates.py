@@ -26,9 +26,11 @@ from ..structures import to_atoms
 # The OC20 adsorbates (86: index, name, symbols, positions, binding atoms), converted once from
 # fairchem-data-oc's database by tools/convert_oc20_adsorbates.py (source, version and license in the file).
 OC20_FILE = Path(__file__).with_name("data") / "oc20_adsorbates.json"
-# Ours, not in OC20: *NNH (N-bound end-on; bond lengths N=N 1.20, N-H 1.03 Angstrom, 120 degree angle).
+# Ours, not in OC20: *NNH (N-bound end-on; bond lengths N=N 1.20, N-H 1.03 Angstrom, 120 degree angle) and
+# *H2 (end-on, H-H 0.74 Angstrom: gas-phase H2), which CatTSunami's "*H2 -> *H + *H" names (its database index 86).
 _EXTRA: dict[str, tuple[str, list[tuple[float, float, float]]]] = {
     "*NNH": ("NNH", [(0.0, 0.0, 0.0), (0.0, 0.0, 1.20), (0.892, 0.0, 1.715)]),
+    "*H2": ("H2", [(0.0, 0.0, 0.0), (0.0, 0.0, 0.74)]),
 }
 # Other spellings of OC20 names (without the leading "*").
 _ALIASES = {"O2H": "OOH", "H2O": "OH2", "HCO": "CHO"}
@@ -72,7 +74,7 @@ def _library() -> dict[str, tuple[list[str], list, tuple[int, ...]]]:
 
 
 def library_names() -> list[str]:
-    """Names of the built-in adsorbates (OC20's 86 in database order, e.g. `*CO`, `CH2*CO`, then `*NNH`)."""
+    """Names of the built-in adsorbates (OC20's 86 in database order, e.g. `*CO`, `CH2*CO`, then `*NNH`, `*H2`)."""
     return list(_library())
 
 
@@ -82,8 +84,8 @@ def library_table() -> list[str]:
     for name, (symbols, _, binding) in _library().items():
         formula = Atoms(symbols).get_chemical_formula()
         lines.append(f"{name:<14} {formula:<9} {', '.join(f'{symbols[i]}{i}' for i in binding)}")
-    lines.append(f"{len(_library())} adsorbates: OC20's (fairchem-data-oc database) and *NNH; or a molecule file "
-                 "with --binding-atoms")
+    lines.append(f"{len(_library())} adsorbates: OC20's (fairchem-data-oc database) and {', '.join(_EXTRA)}; or a "
+                 "molecule file with --binding-atoms")
     return lines
 
 
