@@ -210,7 +210,8 @@ def _cmd_neb(args: argparse.Namespace) -> int:
         return _neb_benchmark(args)
     if not (args.initial and args.final):
         raise ValueError("neb needs INITIAL and FINAL structure files (or --benchmark DIR)")
-    from .neb import check_end_points, check_forces, interpolate_band, run_nebs
+    from .neb import check_end_points, interpolate_band, run_nebs
+    from .potential import require_forces
     from .predict import resolve_model
     from .relax import relax_many
     from .structures import read_file
@@ -219,7 +220,7 @@ def _cmd_neb(args: argparse.Namespace) -> int:
     check_end_points(initial, final, (args.initial, args.final))
     interpolate_band(initial, final, args.images, "linear")  # refuses --images < 1 before any model work
     potential = resolve_model(_model(args), args.device)  # loaded once, its card travels with it
-    check_forces(potential, _model(args))
+    require_forces(potential.implemented_properties, "an NEB")
     common = {"device": args.device, "progress": not args.quiet,
               "allow_untrained_elements": args.allow_untrained_elements}
     if not args.no_relax_ends:
@@ -318,10 +319,11 @@ def _cmd_reaction(args: argparse.Namespace) -> int:
     if not args.reaction or not (args.bulk or args.slab) or (args.bulk and args.slab):
         raise ValueError("reaction needs --reaction and one of --bulk (with --miller) or --slab")
     from .reactions.report import summary_lines, write_reaction
+    from .hub import ModelCard
     from .reactions.workflow import check_force_model, run_reaction
 
     reaction = parse_reaction(args.reaction)  # bad reactions and models fail before any slab work
-    check_force_model(_model(args))
+    check_force_model(ModelCard.of(_model(args)))
     slab = _reaction_slab(args)
     run = run_reaction(slab, reaction, _model(args), top_k=args.top_k, num_random=args.num_random,
                        n_initial=args.n_initial, n_final=args.n_final, n_images=args.images, fmax=args.fmax,

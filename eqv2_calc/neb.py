@@ -38,7 +38,7 @@ from .batching import max_batch_atoms
 from .cpu_workers import CpuWorkers
 from .errors import NEBError
 from .files import staged_files
-from .potential import Potential
+from .potential import Potential, require_forces
 from .predict import DEMO_MODEL, Prediction, resolve_model
 from .relax import DEFAULT_FMAX, DEFAULT_STEPS, frozen_copy
 from .validation import check_structure
@@ -280,18 +280,6 @@ def _chunks(structures: list[Atoms], max_atoms: int) -> list[list[Atoms]]:
     return groups
 
 
-def check_forces(potential: Potential, model_name: str) -> None:
-    """Refuse a model that declares no forces output (an energy-only, IS2RE-style checkpoint).
-
-    Raises:
-        NEBError: naming the model and what it predicts.
-    """
-    declared = list(potential.implemented_properties)
-    if "forces" not in declared:
-        raise NEBError(f"model {model_name} predicts {', '.join(declared) or 'nothing'} but no forces: an NEB "
-                       "needs forces (use a force model, e.g. an S2EF checkpoint)")
-
-
 def run_nebs(
     bands: Sequence[Sequence[Atoms]],
     model: str | os.PathLike | Potential = DEMO_MODEL,
@@ -350,7 +338,7 @@ def run_nebs(
     from tqdm.auto import tqdm
 
     potential = resolve_model(model, device, dtype)
-    check_forces(potential, "(the given Potential)" if isinstance(model, Potential) else str(model))
+    require_forces(potential.implemented_properties, "an NEB")
     copies = []
     for b, band in enumerate(bands):
         what = f"band {b}" if len(bands) > 1 else "the band"

@@ -15,7 +15,7 @@ from ase.optimize import BFGS, FIRE, LBFGS
 
 from eqv2_calc.calculator import EquiformerV2Calculator
 from eqv2_calc.cpu_workers import CpuWorkers
-from eqv2_calc.errors import NEBError
+from eqv2_calc.errors import EnergyOnlyModelError, NEBError
 from eqv2_calc.hub import load_model
 from eqv2_calc.neb import interpolate_band, run_nebs
 from eqv2_calc.potential import Potential
@@ -149,7 +149,7 @@ def energy_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_model_without_forces_is_refused(demo: Potential, o_hop: tuple, monkeypatch) -> None:
     energy_only(monkeypatch)
-    with pytest.raises(NEBError, match="predicts energy, free_energy but no forces"):
+    with pytest.raises(EnergyOnlyModelError, match="an NEB needs forces"):
         run_nebs([interpolate_band(*o_hop, 1)], demo, progress=False)
 
 
@@ -180,7 +180,7 @@ def test_cli_neb_writes_band_ts_and_plot(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("problem, message", [
     ("atoms", "has 9 atoms and the"), ("order", "atom 0 is Cu in the"), ("cell", "cells of the"),
-    ("images", "n_images=0"), ("forces", "no forces"),
+    ("images", "n_images=0"), ("forces", "an NEB needs forces"),
 ])
 def test_cli_neb_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypatch, problem, message) -> None:
     initial, final = hop_ends("O/Cu(100)")

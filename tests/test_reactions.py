@@ -140,7 +140,7 @@ def test_reaction_command_end_to_end_from_a_bulk_cif(tmp_path: Path, capsys) -> 
     (["--bulk", "CIF", "--miller", "1", "1", "1", "--reaction", "*CO -> *C"], r"do not balance \(O 1 -> 0\)"),
     (["--bulk", "CIF", "--miller", "1", "1", "1", "--reaction", "*COO -> *CO + *O"], r"closest: \*COOH"),
     (["--bulk", "CIF", "--miller", "1", "1", "1", "--reaction", "*CO -> *C + *O", "--model",
-      "EquiformerV2-IS2RE-ODAC"], "EquiformerV2-IS2RE-ODAC predicts energy but no forces"),
+      "EquiformerV2-IS2RE-ODAC"], r"EquiformerV2-IS2RE-ODAC: a reaction \(relaxations and NEBs\) needs forces"),
     (["--miller", "1", "1", "1", "--reaction", "*CO -> *C + *O"], "one of --bulk"),
     (["--bulk", "CIF", "--reaction", "*CO -> *C + *O"], "--bulk needs --miller"),
 ])

@@ -33,9 +33,9 @@ from ..adsorbml.placement import make_placements
 from ..adsorbml.references import check_known_elements
 from ..adsorbml.slabs import check_slab
 from ..errors import ReactionError
-from ..hub import find_entry
+from ..hub import ModelCard
 from ..neb import NEBResult, interpolate_band, run_nebs
-from ..potential import Potential
+from ..potential import Potential, require_forces
 from ..predict import DEMO_MODEL, resolve_model
 from ..relax import RelaxResult, relax_many
 from .equations import Reaction, bonded_pairs, parse_reaction, side_bonds
@@ -90,12 +90,11 @@ class ReactionRun:
         return min(pool, key=lambda b: b.result.barrier_forward) if pool else None
 
 
-def check_force_model(model: str | os.PathLike | Potential) -> None:
-    """Refuse a registered model whose outputs have no forces (IS2RE-style), before loading it."""
-    entry = find_entry(model) if isinstance(model, (str, os.PathLike)) else None
-    if entry is not None and "forces" not in entry.outputs:
-        raise ReactionError(f"model {entry.name} predicts {', '.join(entry.outputs)} but no forces: relaxations "
-                            "and NEBs need forces (use an S2EF model)")
+def check_force_model(card: ModelCard) -> None:
+    """Refuse a registered model whose outputs have no forces (IS2RE direct), before loading (downloading) it:
+    `EnergyOnlyModelError`. A file that turns out energy-only is refused once loaded (`relax_many`)."""
+    if card.entry is not None:
+        require_forces(card.entry.outputs, f"{card.name}: a reaction (relaxations and NEBs)")
 
 
 def _evaluations(results: list[RelaxResult]) -> int:
@@ -168,8 +167,11 @@ def run_reaction(
         raise ReactionError(f"top_k={top_k}, n_initial={n_initial}, n_final={n_final} and n_images={n_images} must "
                             "each be at least 1")
     check_slab(slab)
-    check_force_model(model)
-    potential, entry = resolve_model(model, device)
+    if not isinstance(model, Potential):
+        model = ModelCard.of(model)
+        check_force_model(model)
+    potential = resolve_model(model, device)
+    entry = potential.card.entry
     names = list(dict.fromkeys(reaction.reactants + reaction.products))
     for name in names:
         check_known_elements(get_adsorbate(name).symbols, entry, potential.config.max_num_elements, name)
