@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -197,6 +198,69 @@ def test_quiet_drops_ray_worker_death_reports(ray_cluster, capsys):
     ray_worker.print_to_stdstream({"lines": ["a worker's own line"], "pid": 12, "is_err": False}, False)
     out = capsys.readouterr().out
     assert "a worker's own line" in out and "worker died" not in out
+
+
+def _listening_addresses(pids: set[int]) -> set[str]:
+    import psutil
+
+    return {c.laddr.ip for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+
+def test_local_cluster_listens_on_loopback_only(ray_cluster):
+    """The cluster `--ray` starts (gcs_server, raylet, agents, workers: this process's descendants) binds no socket
+    beyond 127.0.0.1."""
+    psutil = pytest.importorskip("psutil")
+    assert ray_cluster.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    assert ray_cluster.get(ray_cluster.remote(lambda: 7).remote()) == 7  # a worker process is up
+    me = psutil.Process()
+    addresses = _listening_addresses({me.pid, *(p.pid for p in me.children(recursive=True))})
+    assert addresses and addresses <= {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def _stop_processes_naming(text: str) -> None:
+    """Stop the processes whose command line names `text` (the Ray head a test started) and their children."""
+    import psutil
+
+    heads = [p for p in psutil.process_iter(["cmdline"]) if p.pid != os.getpid()
+             and any(text in part for part in p.info["cmdline"] or [])]
+    procs = {q.pid: q for p in heads for q in (p, *p.children(recursive=True))}
+    for proc in procs.values():
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    for proc in psutil.wait_procs(list(procs.values()), timeout=10)[1]:
+        proc.kill()
+
+
+def test_join_a_cluster_started_on_loopback():
+    """`ray start --head --node-ip-address 127.0.0.1` then `--ray 127.0.0.1:PORT` joins on loopback (Ray rewrites a
+    loopback address to the interface address, and asks a cluster `ray start` made for the local token)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("psutil")
+    ray_cli = shutil.which("ray") or pytest.skip("no ray command")
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp_dir = tempfile.mkdtemp(prefix="eqv2ray")  # short: Ray's socket paths live under it
+    try:
+        subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                        "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats",
+                        "--temp-dir", temp_dir], check=True, capture_output=True, timeout=120)
+        script = ("import ray; from eqv2_calc.scale import connect; connect(%r); "
+                  "print(ray.get_runtime_context().gcs_address, ray.get(ray.remote(lambda: 7).remote()))"
+                  % f"127.0.0.1:{port}")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.split()[-2:] == [f"127.0.0.1:{port}", "7"]
+    finally:
+        _stop_processes_naming(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_checkpoint_a_worker_cannot_load(ray_cluster, tmp_path):

@@ -8,9 +8,12 @@ Both answer the same calls: `submit(chunk, task)`; `wait()`, which returns one f
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,6 +28,8 @@ Outcome = tuple[Chunk, list[ItemResult | str] | None, str | None]  # a chunk and
 # retries for minutes), and for a pool of workers to load their model.
 CONNECT_TIMEOUT_S = 5.0
 WORKER_START_TIMEOUT_S = 600.0
+# The node address of the cluster `--ray` starts on this machine: nothing outside it needs to reach it.
+LOOPBACK = "127.0.0.1"
 # Requests queued per worker: the next chunk is already there when one finishes, hiding the round trip.
 REQUESTS_PER_WORKER = 2
 
@@ -128,9 +133,50 @@ def _silence_raylet_reports() -> None:
     ray_worker.print_to_stdstream = without_raylet
 
 
+def _host(address: str) -> str | None:
+    """The host of HOST:PORT or ray://HOST:PORT (None when it has none)."""
+    return urlsplit(address if "://" in address else f"tcp://{address}").hostname
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _on_loopback() -> Iterator[None]:
+    """Keep a loopback node or cluster address on loopback while Ray starts or joins a cluster.
+
+    Ray rewrites 127.0.0.1 to this machine's interface address (`services.resolve_ip_for_localhost`) except
+    where it runs clusters of one machine only (its Windows/macOS switch, `ENABLE_RAY_CLUSTER`); off, a node
+    started on 127.0.0.1 binds every gRPC server to loopback, and a loopback address is joined as given.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _use_local_token() -> None:
+    """Present this machine's Ray token (~/.ray/auth_token) to a cluster on this machine, as Ray itself does
+    for `address="auto"` (for an explicit address it never does): `ray start` turns token authentication on."""
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = False) -> None:
-    """Join a Ray cluster: None or 'local' starts one on this machine (`num_cpus` cores), 'auto' joins the
-    one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one. No-op when already connected.
+    """Join a Ray cluster: None or 'local' starts one on this machine (`num_cpus` cores), listening on
+    127.0.0.1 only; 'auto' joins the one `ray start` runs here, HOST:PORT or ray://HOST:PORT a remote one
+    (a loopback HOST one on this machine, joined on loopback). No-op when already connected.
     `quiet`: Ray's own reports of dead workers are not printed (the summary of a run lists them)."""
     ray = _import_ray()
     if quiet:
@@ -144,11 +190,17 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
         return
     try:
         if address in (None, "local"):
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            with _on_loopback():
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address=LOOPBACK)
+        elif _is_loopback(_host(address)):
+            _use_local_token()
+            with _on_loopback():
+                ray.init(address=address, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except ConnectionError as exc:
-        raise ClusterError(f"cannot join the Ray cluster {address!r}: {exc}") from exc
+        cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+        raise ClusterError(f"cannot join the Ray cluster {address!r}: {exc}{cause}") from exc
 
 
 class RayExecutor:
