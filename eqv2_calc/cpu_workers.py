@@ -10,14 +10,16 @@ backward on its calling thread. Results are those of evaluating each group alone
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 from ase import Atoms
 
 from .potential import Potential
-from .predict import Prediction, evaluate
+
+T = TypeVar("T")
 
 
 def split_by_atoms(structures: Sequence[Atoms], parts: int) -> list[list[Atoms]]:
@@ -34,9 +36,10 @@ def split_by_atoms(structures: Sequence[Atoms], parts: int) -> list[list[Atoms]]
 
 
 class CpuWorkers:
-    """While open (`with CpuWorkers(potential) as workers:`), `workers.evaluate` splits a list of structures over
-    `count` threads (default: PyTorch's thread count, e.g. from `--threads`), and PyTorch runs one intra-op thread
-    (its thread count is restored on exit). On a GPU, or with one thread, it is `predict.evaluate`."""
+    """While open (`with CpuWorkers(potential) as workers:`), `workers.map(run, structures)` splits a list of
+    structures over `count` threads (default: PyTorch's thread count, e.g. from `--threads`), each calling `run`
+    (e.g. `partial(predict.evaluate, potential)`) on its share, and PyTorch runs one intra-op thread (its thread
+    count is restored on exit). On a GPU, or with one thread, it is `run(structures)`."""
 
     def __init__(self, potential: Potential, count: int | None = None) -> None:
         on_cpu = next(potential.parameters()).device.type == "cpu"
@@ -58,9 +61,9 @@ class CpuWorkers:
             self._pool = None
             torch.set_num_threads(self._saved_threads)
 
-    def evaluate(self, structures: Sequence[Atoms]) -> list[Prediction]:
-        """A `Prediction` per structure, in order (errors as `predict.evaluate` raises them)."""
+    def map(self, run: Callable[[Sequence[Atoms]], list[T]], structures: Sequence[Atoms]) -> list[T]:
+        """`run`'s results for `structures` (one per structure), in order; `run`'s errors propagate."""
         if self._pool is None or len(structures) < 2:
-            return evaluate(self.potential, structures)
+            return run(structures)
         groups = split_by_atoms(structures, self.count)
-        return [p for group in self._pool.map(lambda g: evaluate(self.potential, g), groups) for p in group]
+        return [p for group in self._pool.map(run, groups) for p in group]

@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .cpu_workers import CpuWorkers
 from .graph import AtomicGraph, build_graph, reuse_graph
 from .errors import InvalidStructureError
 from .hub import ModelCard, load_model, warn_if_misfit
@@ -238,19 +240,22 @@ def predict(
             for atoms in atoms_list:
                 warn_if_misfit(atoms, entry)
     results: list[Prediction] = []
-    with tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar:
+    with (tqdm(total=len(atoms_list), unit="structure", disable=None if progress else True) as bar,
+          CpuWorkers(potential) as workers):
+        run = partial(workers.map, partial(evaluate, potential))
         for start in range(0, len(atoms_list), batch_size):
             batch = atoms_list[start : start + batch_size]
-            results += evaluate_labelled(potential, batch, labels[start : start + batch_size])
+            results += evaluate_labelled(potential, batch, labels[start : start + batch_size], run)
             bar.update(len(batch))
     return results
 
 
-def evaluate_labelled(potential: Potential, structures: Sequence[Atoms], labels: Sequence[str]) -> list[Prediction]:
-    """`evaluate`, with a structure's label put in front of an error it causes (found by evaluating the
-    batch's structures one by one once the batch failed)."""
+def evaluate_labelled(potential: Potential, structures: Sequence[Atoms], labels: Sequence[str],
+                      run: Callable[[Sequence[Atoms]], list[Prediction]] | None = None) -> list[Prediction]:
+    """`evaluate` (or `run`, e.g. on CPU workers), with a structure's label put in front of an error it causes
+    (found by evaluating the batch's structures one by one once the batch failed)."""
     try:
-        return evaluate(potential, structures)
+        return run(structures) if run is not None else evaluate(potential, structures)
     except (InvalidStructureError, FloatingPointError) as exc:
         if len(structures) == 1:
             raise labelled(exc, labels[0]) from exc

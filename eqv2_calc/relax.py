@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +31,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from .calculator import as_calculator
 from .cpu_workers import CpuWorkers
 from .potential import Potential, require_forces
-from .predict import DEMO_MODEL, resolve_model
+from .predict import DEMO_MODEL, evaluate, resolve_model
 from .structures import StructureLike, to_atoms, to_atoms_list
 from .validation import check_structure, structure_labels
 
@@ -442,7 +443,7 @@ def relax_many(
                     not len(state) or int(state.natoms.sum()) + len(atoms_list[waiting[0]]) <= limit):
                 i = waiting.popleft()
                 state.add(i, atoms_list[i], free[i])
-            predictions = workers.evaluate(state.sync_atoms())
+            predictions = workers.map(partial(evaluate, potential), state.sync_atoms())
             forces = torch.from_numpy(np.concatenate([p.forces for p in predictions]))
             stress = (torch.from_numpy(np.stack([voigt_6_to_full_3x3_stress(p.stress) for p in predictions]))
                       if relax_cell else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -111,13 +113,13 @@ def test_relax_many_caps_atoms_per_call_and_sizes_it_from_memory(potential: Pote
 
     slabs = [fixed_slab(1.8 + 0.15 * i) for i in range(3)]
     sizes = []
-    evaluate = CpuWorkers.evaluate
+    mapped = CpuWorkers.map
 
-    def counting(workers, structures):
+    def counting(workers, run, structures):
         sizes.append(sum(len(s) for s in structures))
-        return evaluate(workers, structures)
+        return mapped(workers, run, structures)
 
-    monkeypatch.setattr(CpuWorkers, "evaluate", counting)
+    monkeypatch.setattr(CpuWorkers, "map", counting)
     free = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False)
     capped = relax_many(slabs, potential, steps=4, device="cpu", dtype=torch.float64, progress=False,
                         max_atoms=len(slabs[0]) + 1)
@@ -144,7 +146,7 @@ def test_cpu_workers_split_structures_and_restore_threads(potential: Potential) 
     together = evaluate(potential, slabs)
     with CpuWorkers(potential, 2) as workers:
         assert torch.get_num_threads() == 1
-        apart = workers.evaluate(slabs)
+        apart = workers.map(partial(evaluate, potential), slabs)
     assert torch.get_num_threads() == threads
     for a, b in zip(together, apart):
         assert abs(a.energy - b.energy) < 1e-4 and np.allclose(a.forces, b.forces, atol=1e-4)

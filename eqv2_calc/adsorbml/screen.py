@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,7 @@ from ..calculator import EquiformerV2Calculator
 from ..cpu_workers import CpuWorkers
 from ..hub import ModelCard, ModelEntry
 from ..potential import Potential, require_forces
-from ..predict import DEMO_MODEL, resolve_model
+from ..predict import DEMO_MODEL, evaluate, resolve_model
 from ..relax import DEFAULT_RELAX_BATCH, RelaxResult, relax_many
 from ..structures import StructureLike
 from .adsorbates import Adsorbate, resolve_adsorbate
@@ -203,9 +204,10 @@ def screen_plan(potential: Potential, slabs: Sequence[Atoms], placements: Sequen
     device = next(potential.parameters()).device
     batch = [sample] * per_batch
     with CpuWorkers(potential) as workers:  # as relax_many evaluates a step
-        workers.evaluate(batch)  # the first call pays one-time costs (allocator, threads, caches)
+        run = partial(evaluate, potential)
+        workers.map(run, batch)  # the first call pays one-time costs (allocator, threads, caches)
         start = time.perf_counter()
-        workers.evaluate(batch)
+        workers.map(run, batch)
         per_atom_s = (time.perf_counter() - start) / (per_batch * len(sample))
     total_atoms = sum(len(a) for a in structures)
     typical_s = per_atom_s * total_atoms * min(steps, TYPICAL_SCREEN_STEPS)
