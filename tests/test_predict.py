@@ -54,6 +54,33 @@ def test_predict_batches_equal_single_calculator_calls(potential: Potential) -> 
     assert batched[3].stress.shape == (6,)
 
 
+def test_predict_splits_each_batch_over_cpu_workers(potential: Potential, monkeypatch) -> None:
+    """With 2 torch threads a batch runs on 2 CPU workers (one intra-op thread each), as relax_many's steps do;
+    the numbers are the one-call numbers."""
+    from eqv2_calc.cpu_workers import CpuWorkers
+    from eqv2_calc.predict import evaluate
+
+    structures = [slab_with_co(1.8 + 0.1 * i) for i in range(3)] + [bulk("Cu", "fcc", a=3.6, cubic=True)]
+    calls = []
+    mapped = CpuWorkers.map
+
+    def counting(workers, run, batch):
+        calls.append((workers.count, torch.get_num_threads(), len(batch)))
+        return mapped(workers, run, batch)
+
+    monkeypatch.setattr(CpuWorkers, "map", counting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = predict(structures, potential, batch_size=3, device="cpu", dtype=torch.float64, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [(2, 1, 3), (2, 1, 1)]
+    for one_call, result in zip(evaluate(potential, structures), split):
+        assert result.energy == pytest.approx(one_call.energy, abs=1e-9)
+        assert np.allclose(result.forces, one_call.forces, atol=1e-9)
+
+
 @pytest.mark.parametrize("strict,max_neighbors", [(True, 12), (False, 12), (True, 0)])
 def test_reuse_graph_equals_build_graph(strict: bool, max_neighbors: int) -> None:
     rng = np.random.default_rng(0)
