@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import ase.optimize
@@ -39,7 +40,7 @@ from .cpu_workers import CpuWorkers
 from .errors import NEBError
 from .files import staged_files
 from .potential import Potential, require_forces
-from .predict import DEMO_MODEL, Prediction, resolve_model
+from .predict import DEMO_MODEL, Prediction, evaluate, resolve_model
 from .relax import DEFAULT_FMAX, DEFAULT_STEPS, frozen_copy
 from .validation import check_structure
 
@@ -356,13 +357,14 @@ def run_nebs(
     results: list[NEBResult | None] = [None] * len(runs)
     pending = [image for images in copies for image in (images[0], images[-1])]  # the ends, evaluated once
     active = runs
+    run_chunk = partial(evaluate, potential)
     with (tqdm(total=len(runs), unit="band", disable=None if progress else True) as bar,
           CpuWorkers(potential) as workers):
         while active:
             structures = pending + [image for run in active for image in run.images[1:-1]]
             predictions: list[Prediction] = []
             for chunk in _chunks(structures, limit):
-                predictions += workers.evaluate(chunk)
+                predictions += workers.map(run_chunk, chunk)
             for image, p in zip(structures, predictions):
                 image.calc = SinglePointCalculator(image, energy=p.energy, free_energy=p.energy, forces=p.forces)
             pending = []
