@@ -112,7 +112,7 @@ def test_library_molecules_point_their_binding_atom_down() -> None:
         assert not len(others) or (others[:, 2].max() > -0.05 and others[:, 2].min() > -0.4), name  # *CH4: tripod down; *COOH: flat
         if len(pos) > 1:
             d = ads.atoms.get_all_distances()
-            assert 0.9 < d[d > 0].min() < 1.5, name
+            assert 0.7 < d[d > 0].min() < 1.5, name  # the shortest bond: H-H of *H2, 0.74 A
     assert get_adsorbate("O2H").name == "*OOH" and get_adsorbate("*H2O").name == "*OH2"
 
 
