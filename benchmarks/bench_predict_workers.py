@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_predict_workers.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    potential, _ = resolve_model(DEMO_MODEL, "cpu", torch.float32)
+    potential = resolve_model(DEMO_MODEL, "cpu", torch.float32)
     atoms_list = structures()
     paths = {"one call per batch": partial(one_call_per_batch, potential, atoms_list, args.batch_size),
              "CPU workers (predict)": partial(predict, atoms_list, potential, batch_size=args.batch_size,

@@ -107,7 +107,7 @@ def main() -> None:
     from eqv2_calc.errors import ReactionError
     from eqv2_calc.reactions.workflow import run_reaction
 
-    potential, _ = resolve_model(DEMO_MODEL, "cpu")
+    potential = resolve_model(DEMO_MODEL, "cpu")
     rows = []
     for metal, miller, text in (SYSTEMS[i] for i in args.systems):
         slab = build_slabs(bulk(metal, "fcc", a=emt_lattice_constant(metal)), miller, settings=SlabSettings(**SLAB))[0]
