@@ -30,10 +30,10 @@ CPU_MAX_BATCH_ATOMS = 256
 def bytes_per_edge(potential: Potential) -> float:
     """Estimated bytes that one edge costs a forces call (autograd graph included)."""
     config = potential.config
-    resolution = config.grid_resolution or 2 * (config.lmax + 1)
+    lat, long = config.grid_shape(edges=True)
     channels = max(config.sphere_channels, config.attn_hidden_channels)
     itemsize = next(potential.parameters()).element_size()
-    return BYTES_PER_EDGE_GRID_VALUE * itemsize / 4 * config.num_layers * channels * resolution**2
+    return BYTES_PER_EDGE_GRID_VALUE * itemsize / 4 * config.num_layers * channels * lat * long
 
 
 def edges_per_atom(potential: Potential, sample: Atoms) -> float:

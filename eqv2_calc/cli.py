@@ -482,6 +482,12 @@ def _cmd_data_active(args: argparse.Namespace) -> int:
     return active_main(args.extra)
 
 
+def _cmd_data_neb(args: argparse.Namespace) -> int:
+    from .data.neb_paths import main as neb_main
+
+    return neb_main(args.extra)
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="registered name, checkpoint file, hf:// address or URL "
                         "(default: the embedded demo model, trained on EMT labels, not DFT)")
@@ -700,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="training config (YAML); under torchrun it trains with DDP")
     train.set_defaults(func=_cmd_train)
     data = sub.add_parser("data", help="datasets: `eqv2 data emt OUT.db` builds an EMT-labelled one, "
-                          "`eqv2 data active OUT.db` adds a model's own relaxations")
+                          "`eqv2 data active OUT.db` adds a model's own relaxations, `eqv2 data neb OUT.db` EMT's NEB paths")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     emt = data_commands.add_parser("emt", help="bulk, slabs and adsorbates labelled by ASE's EMT "
                                    "(its own options: eqv2 data emt --help)", add_help=False)
@@ -708,6 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     active = data_commands.add_parser("active", help="a model's own relaxations of fresh adsorbate systems, "
                                       "labelled by EMT (its own options: eqv2 data active --help)", add_help=False)
     active.set_defaults(func=_cmd_data_active, passes_through=True, own_parser="eqv2_calc.data.active:build_parser")
+    neb_data = data_commands.add_parser("neb", help="EMT's NEB paths of adatom and vacancy hops "
+                                   "(its own options: eqv2 data neb --help)", add_help=False)
+    neb_data.set_defaults(func=_cmd_data_neb, passes_through=True, own_parser="eqv2_calc.data.neb_paths:build_parser")
     return parser
 
 

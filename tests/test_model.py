@@ -76,15 +76,15 @@ def test_edge_wigner_matches_e3nn_and_aligns_edges() -> None:
     assert from_edge.shape == (50, (lmax + 1) ** 2, len(m_primary_lm(lmax, mmax)))
 
 
-@pytest.mark.parametrize("lmax,mmax,resolution", [(4, 2, 18), (6, 3, 18), (3, 3, None)])
-def test_separable_and_dense_sphere_grids_agree(lmax: int, mmax: int, resolution: int | None,
+@pytest.mark.parametrize("lmax,mmax,shape", [(4, 2, (18, 18)), (6, 3, (18, 18)), (3, 3, (8, 9)), (2, 1, (8, 24))])
+def test_separable_and_dense_sphere_grids_agree(lmax: int, mmax: int, shape: tuple[int, int],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Either form of the S2 grid projections (picked by cost) gives the same S2 activation and grid values, up to
     the float32 round-off of the factors (O(1) inputs)."""
     from eqv2_calc.model import activations
     from eqv2_calc.model.so3 import s2_grid_factors
 
-    factors = s2_grid_factors(lmax, mmax, resolution)
+    factors = s2_grid_factors(lmax, mmax, shape)
     grids = {}
     for separable, fraction in ((True, 10.0), (False, 0.0)):
         monkeypatch.setattr(activations, "SEPARABLE_COST_FRACTION", fraction)

@@ -74,6 +74,11 @@ class EquiformerV2Config:
     lmax_list: tuple[int, ...] = (6,)
     mmax_list: tuple[int, ...] = (2,)
     grid_resolution: int | None = None
+    # our extension: (lat, long) points of the S2 grids of the edge (|m| <= mmax, edge frame) and node
+    # activations, in place of grid_resolution x grid_resolution. An edge grid is rotated about its edge by the
+    # frame choice, so only its longitude count sets the equivariance error; node grids need both.
+    edge_grid_resolution: tuple[int, int] | None = None
+    node_grid_resolution: tuple[int, int] | None = None
     edge_channels: int = 128
     use_atom_edge_embedding: bool = True
     share_atom_edge_embedding: bool = False
@@ -109,6 +114,12 @@ class EquiformerV2Config:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lmax_list", tuple(int(v) for v in self.lmax_list))
         object.__setattr__(self, "mmax_list", tuple(int(v) for v in self.mmax_list))
+        for name in ("edge_grid_resolution", "node_grid_resolution"):
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2 or any(int(v) != v or v < 2 for v in value):
+                    raise ConfigError(f"{name}={list(value)} must be two integers >= 2: [lat, long] grid points")
+                object.__setattr__(self, name, tuple(int(v) for v in value))
         if len(self.lmax_list) != 1 or len(self.mmax_list) != 1:
             raise ConfigError(
                 f"lmax_list={list(self.lmax_list)}, mmax_list={list(self.mmax_list)}: only one resolution is "
@@ -146,6 +157,20 @@ class EquiformerV2Config:
     @property
     def mmax(self) -> int:
         return self.mmax_list[0]
+
+    def grid_shape(self, edges: bool) -> tuple[int, int]:
+        """(lat, long) points of the edge (`edges`) or node S2 grid.
+
+        fairchem's SO3_Grid rule unless set: `grid_resolution` x `grid_resolution` if given, else
+        lat = 2(lmax+1) and long = 2(m+1)+1 when m == lmax, otherwise 2m+1 (m = mmax on edges, lmax on nodes).
+        """
+        shape = self.edge_grid_resolution if edges else self.node_grid_resolution
+        if shape is not None:
+            return shape
+        if self.grid_resolution is not None:
+            return self.grid_resolution, self.grid_resolution
+        m = self.mmax if edges else self.lmax
+        return 2 * (self.lmax + 1), 2 * (m + 1) + 1 if m == self.lmax else 2 * m + 1
 
     @property
     def block_use_atom_edge_embedding(self) -> bool:
@@ -199,6 +224,11 @@ class EquiformerV2Config:
         out.pop("ignored")
         out["lmax_list"] = list(self.lmax_list)
         out["mmax_list"] = list(self.mmax_list)
+        for name in ("edge_grid_resolution", "node_grid_resolution"):
+            if out[name] is None:
+                out.pop(name)  # fairchem's own classes do not know these keys
+            else:
+                out[name] = list(out[name])
         return out
 
 

@@ -55,9 +55,9 @@ class EquiformerV2Backbone(nn.Module):
             self.target_embedding = nn.Embedding(c.max_num_elements, c.edge_channels)
             self.edge_channels_list[0] += 2 * c.edge_channels
 
-        edge_factors = s2_grid_factors(c.lmax, c.mmax, c.grid_resolution)
+        edge_factors = s2_grid_factors(c.lmax, c.mmax, c.grid_shape(edges=True))
         self.edge_grid = SphereGrid(edge_factors.reorder(l_primary_to_m_primary(c.lmax, c.mmax)))
-        self.node_grid = SphereGrid(s2_grid_factors(c.lmax, c.lmax, c.grid_resolution))
+        self.node_grid = SphereGrid(s2_grid_factors(c.lmax, c.lmax, c.grid_shape(edges=False)))
         self.edge_rotation = EdgeRotation(c.lmax, c.mmax)
 
         self.edge_degree_embedding = EdgeDegreeEmbedding(c, self.edge_channels_list, c.avg_degree)

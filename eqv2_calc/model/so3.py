@@ -187,19 +187,14 @@ class GridFactors(NamedTuple):
         return self._replace(to_lat=self.to_lat[..., index], from_lat=self.from_lat[..., index])
 
 
-def s2_grid_factors(lmax: int, mmax: int, resolution: int | None) -> GridFactors:
-    """Projections between coefficients with |m| <= mmax and a (long, lat) grid on the sphere.
+def s2_grid_factors(lmax: int, mmax: int, shape: tuple[int, int]) -> GridFactors:
+    """Projections between coefficients with |m| <= mmax and a `shape` = (lat, long) grid on the sphere.
 
-    Grid size follows fairchem's SO3_Grid: `resolution` x `resolution` if given, else
-    lat = 2(lmax+1) and long = 2(mmax+1)+1 when lmax == mmax, otherwise 2 mmax + 1. Degrees
-    l > mmax are rescaled by sqrt((2l+1)/(2mmax+1)). Uses e3nn's ToS2Grid/FromS2Grid
-    ("component" normalization). The coefficients are in l-primary order (m = -min(l, mmax)..min(l, mmax)
-    per l); see `GridFactors.reorder`.
+    Degrees l > mmax are rescaled by sqrt((2l+1)/(2mmax+1)) as in fairchem's SO3_Grid. Uses e3nn's
+    ToS2Grid/FromS2Grid ("component" normalization). The coefficients are in l-primary order
+    (m = -min(l, mmax)..min(l, mmax) per l); see `GridFactors.reorder`.
     """
-    lat = 2 * (lmax + 1)
-    long = 2 * (mmax + 1) + 1 if lmax == mmax else 2 * mmax + 1
-    if resolution is not None:
-        lat = long = resolution
+    lat, long = shape
     to_s2 = o3.ToS2Grid(lmax, (lat, long), normalization="component")
     from_s2 = o3.FromS2Grid((lat, long), lmax, normalization="component")
     scale = torch.tensor([rescale_factor(l, mmax) for l in range(lmax + 1) for _ in range(2 * l + 1)])

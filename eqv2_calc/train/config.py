@@ -33,6 +33,7 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # EquiformerV2Config options (new model)
     finetune_from: str | None = None  # registry name or checkpoint path (replaces `model`)
     add_layers: int = 0  # with finetune_from: append blocks that start as the identity (train.grow)
+    grid: dict[str, Any] = field(default_factory=dict)  # with finetune_from: other S2 grids (train.grow.regrid)
     refit_references: bool = False  # with finetune_from: refit per-element energies to the data first
     val_fraction: float = 0.1  # data without a `split` key: this share of the structures validates
     resume: str | None = None  # checkpoint written by a previous run of this trainer
@@ -71,6 +72,8 @@ class TrainConfig:
         if self.add_layers < 0 or (self.add_layers and not self.finetune_from):
             raise ConfigError(f"add_layers={self.add_layers} must be >= 0 and needs `finetune_from` (blocks are "
                               f"added to a trained network; a new one takes `model: {{num_layers: ...}}`)")
+        if self.grid and not self.finetune_from:
+            raise ConfigError("grid needs `finetune_from` (a new network takes its grids in `model`)")
         if self.refit_references and not self.finetune_from:
             raise ConfigError("refit_references needs `finetune_from` (a new model fits its references anyway)")
         if not 0.0 < self.val_fraction < 1.0:

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..model import EquiformerV2, EquiformerV2Config
 from ..potential import Normalizer, Potential, require_forces
 from .config import TrainConfig
-from .grow import add_identity_blocks
+from .grow import add_identity_blocks, regrid
 from .split import split_by_structure
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,8 @@ class Trainer:
 
             potential = load_potential(resolve_checkpoint(cfg.finetune_from))
             require_forces(potential.implemented_properties, "fine-tuning (the loss fits forces)")
+            if cfg.grid:
+                potential = regrid(potential, cfg.grid)
             return add_identity_blocks(potential, cfg.add_layers) if cfg.add_layers else potential
         refs = fit_element_references(self.train_set)
         energy_norm = energy_normalizer(self.train_set)
