@@ -1,20 +1,20 @@
-"""What the demo model's S2 grid resolution buys (rotation equivariance) and costs (time per forces call).
+"""What the demo model's S2 grids buy (rotation equivariance) and cost (time per forces call).
 
-    python benchmarks/bench_demo_grid.py [--resolutions 8 20] [--rotations 4] [--repeats 7]
+    python benchmarks/bench_demo_grid.py [--grids 8x8/8x8 8x24/16x24 24x24/24x24] [--rotations 4] [--repeats 7]
                                          [--out benchmarks/results/bench_demo_grid.json]
 
-The shipped demo weights (eqv2_calc/weights/eqv2_demo_emt.pt) rebuilt with each `grid_resolution` (the grid
-has no weights of its own, so the same weights run on any grid). Equivariance: float64, the largest change of
-a force component under rigid rotations (Euler xyz 37/-21/64 degrees plus `--rotations` random ones) relative
-to the largest force, for CH3OH in a box, Cu(111)+CO and a Cu30Au2 cell (tests/rotations.py). Cost: float32
-energy + forces calls on a 98-atom Cu(111) 4x4x6 + CO slab and a 256-atom fcc Cu cell, the resolutions
-interleaved call by call; medians of `--repeats` calls after a warm-up.
+A grid pair is EDGE/NODE, each LATxLONG points: the S2 grid of the edge activations (in each edge's frame) and
+of the node (feed-forward) activations. The shipped demo weights (eqv2_calc/weights/eqv2_demo_emt.pt) are moved to
+each pair (`train.grow.regrid`: grids hold no weights, so the same weights run on any grid). Equivariance:
+float64, the largest change of a force component under rigid rotations (Euler xyz 37/-21/64 degrees plus
+`--rotations` random ones) relative to the largest force, for CH3OH in a box, Cu(111)+CO and a Cu30Au2 cell
+(tests/rotations.py). Cost: float32 energy + forces calls on a 98-atom Cu(111) 4x4x6 + CO slab and a 256-atom fcc
+Cu cell, the grid pairs interleaved call by call; medians of `--repeats` calls after a warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -32,17 +32,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rotations import STRUCTURES, force_rotation_error, rotations  # noqa: E402
 
 from eqv2_calc.calculator import EquiformerV2Calculator  # noqa: E402
-from eqv2_calc.checkpoint import potential_from_checkpoint, read_checkpoint  # noqa: E402
+from eqv2_calc.checkpoint import load_potential  # noqa: E402
 from eqv2_calc.potential import Potential  # noqa: E402
+from eqv2_calc.train.grow import grid_options, regrid  # noqa: E402
 
 WEIGHTS = ROOT / "eqv2_calc" / "weights" / "eqv2_demo_emt.pt"
 
 
-def demo_on_grid(resolution: int, dtype: torch.dtype) -> Potential:
-    """The shipped demo weights on a `resolution` x `resolution` S2 grid."""
-    checkpoint = copy.deepcopy(read_checkpoint(WEIGHTS))
-    checkpoint["config"]["model"]["backbone"]["grid_resolution"] = resolution
-    return potential_from_checkpoint(checkpoint, source=str(WEIGHTS)).to(dtype)
+def demo_on_grid(grids: str, dtype: torch.dtype) -> Potential:
+    """The shipped demo weights on the EDGE/NODE grids `grids`."""
+    return regrid(load_potential(WEIGHTS), grid_options(grids)).to(dtype).eval()
 
 
 def timing_structures() -> dict[str, Atoms]:
@@ -54,10 +53,10 @@ def timing_structures() -> dict[str, Atoms]:
     return {"98-atom slab": slab, "256-atom cell": cell}
 
 
-def call_times(resolutions: list[int], repeats: int) -> dict[tuple[int, str], float]:
-    """Median seconds of an energy + forces call per (resolution, structure), interleaved."""
-    calcs = {r: EquiformerV2Calculator(demo_on_grid(r, torch.float32)) for r in resolutions}
-    times: dict[tuple[int, str], list[float]] = {}
+def call_times(grids: list[str], repeats: int) -> dict[tuple[str, str], float]:
+    """Median seconds of an energy + forces call per (grid pair, structure), interleaved."""
+    calcs = {r: EquiformerV2Calculator(demo_on_grid(r, torch.float32)) for r in grids}
+    times: dict[tuple[str, str], list[float]] = {}
     for name, atoms in timing_structures().items():
         for i in range(repeats + 1):
             for r, calc in calcs.items():
@@ -71,24 +70,25 @@ def call_times(resolutions: list[int], repeats: int) -> dict[tuple[int, str], fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[8, 20])
+    parser.add_argument("--grids", nargs="+", default=["8x8/8x8", "8x24/16x24", "24x24/24x24"],
+                        help="EDGE/NODE grid pairs, LATxLONG each")
     parser.add_argument("--rotations", type=int, default=4, help="random rotations besides the 37/-21/64 one")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_demo_grid.json")
     args = parser.parse_args()
     turns = rotations(args.rotations)
     rows = []
-    for r in args.resolutions:
+    for r in args.grids:
         calc = EquiformerV2Calculator(demo_on_grid(r, torch.float64))
-        rows.append({"grid_resolution": r, **{f"equivariance {name}": force_rotation_error(calc, make(), turns)
+        rows.append({"grids": r, **{f"equivariance {name}": force_rotation_error(calc, make(), turns)
                                              for name, make in STRUCTURES.items()}})
-    times = call_times(args.resolutions, args.repeats)
+    times = call_times(args.grids, args.repeats)
     for row in rows:
-        row.update({f"seconds {name}": s for (r, name), s in times.items() if r == row["grid_resolution"]})
-    columns = [k for k in rows[0] if k != "grid_resolution"]
-    print(f"{'grid':>5} " + " ".join(f"{c:>26}" for c in columns))
+        row.update({f"seconds {name}": s for (r, name), s in times.items() if r == row["grids"]})
+    columns = [k for k in rows[0] if k != "grids"]
+    print(f"{'edge/node grids':>15} " + " ".join(f"{c:>26}" for c in columns))
     for row in rows:
-        print(f"{row['grid_resolution']:>5} " + " ".join(f"{row[c]:>26.3g}" for c in columns))
+        print(f"{row['grids']:>15} " + " ".join(f"{row[c]:>26.3g}" for c in columns))
     meta = {"model": "eqV2-demo-EMT weights", "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "rotations": len(turns), "repeats": args.repeats}

@@ -5,9 +5,11 @@ the edges of the batch, each holding per layer and channel values on the S2 grid
 estimates it from the config, `max_batch_atoms` turns a memory budget into atoms per model call, and
 `relax_many` fills its batches up to that many atoms.
 
-Calibration (demo model: 3 layers, 32 channels, grid 8x8, float32, CPU, Cu(111) slabs of 98 atoms with 36
-edges per atom, peak RSS of 1, 4 and 8 structures per call: 0.89, 2.28, 4.16 GB): 133 kB per edge, i.e.
-`BYTES_PER_EDGE_GRID_VALUE` = 21.6 bytes per edge, layer, channel and grid point.
+Calibration (demo model: 3 layers, 32 channels, float32, CPU, Cu(111) slabs of 98 atoms with 36 edges per
+atom): on 8x8 grids, peak RSS of 1, 4 and 8 structures per call 0.89, 2.28, 4.16 GB, i.e. 133 kB per edge;
+on 24x24 grids, 470 kB per edge (one structure per call). Per edge, layer and channel that is
+`BYTES_PER_EDGE_CHANNEL` = 946 bytes outside the grid plus `BYTES_PER_EDGE_GRID_VALUE` = 6.86 bytes per point
+of the edge grid.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ase import Atoms
 
 from .potential import Potential
 
-BYTES_PER_EDGE_GRID_VALUE = 21.6  # float32; see the module docstring
+BYTES_PER_EDGE_CHANNEL, BYTES_PER_EDGE_GRID_VALUE = 946.0, 6.86  # float32; see the module docstring
 # Memory for the activations of one model call: on a CPU a fixed budget that keeps a default screen under
 # 4 GB with the process itself (~0.7 GB with torch and the demo model); on a GPU a share of the free memory.
 CPU_BATCH_BYTES = 2.0e9
@@ -33,7 +35,8 @@ def bytes_per_edge(potential: Potential) -> float:
     lat, long = config.grid_shape(edges=True)
     channels = max(config.sphere_channels, config.attn_hidden_channels)
     itemsize = next(potential.parameters()).element_size()
-    return BYTES_PER_EDGE_GRID_VALUE * itemsize / 4 * config.num_layers * channels * lat * long
+    per_channel = BYTES_PER_EDGE_CHANNEL + BYTES_PER_EDGE_GRID_VALUE * lat * long
+    return per_channel * itemsize / 4 * config.num_layers * channels
 
 
 def edges_per_atom(potential: Potential, sample: Atoms) -> float:

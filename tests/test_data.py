@@ -251,3 +251,34 @@ def test_active_frames_are_the_models_relaxations_labelled_by_emt(tmp_path):
     assert [a.info["system_id"] for a in again] == [a.info["system_id"] for a in structures]
     np.testing.assert_allclose([a.calc.results["energy"] for a in again],  # workers run the model on one
                                [a.calc.results["energy"] for a in structures], atol=1e-4)  # thread: round-off
+
+
+def test_neb_paths_are_emt_bands_of_hops_read_back_through_the_cli(tmp_path):
+    """`eqv2 data neb`: per hop its relaxed ends and three bands of EMT's own NEB, EMT labels, split per hop;
+    the file the command writes reads back as training data."""
+    from eqv2_calc.cli import main
+    from eqv2_calc.data.neb_paths import hop_specs
+
+    specs = hop_specs(12, seed=0)
+    assert [s.split for s in specs[:3]] == ["test", "val", "train"]
+    assert {s.kind for s in specs} == {"surface_hop", "vacancy_hop"}
+    path = tmp_path / "neb.db"
+    assert main(["data", "neb", str(path), "--n-hops", "3", "--images", "3", "--no-progress"]) == 0
+    with ase.db.connect(path) as db:
+        rows = list(db.select())
+    by_hop = defaultdict(list)
+    for row in rows:
+        by_hop[row.system_id].append(row)
+    assert len(by_hop) == 3
+    for hop_rows in by_hop.values():
+        assert sorted(r.sampling for r in hop_rows) == ["neb_end"] * 2 + ["neb_final"] * 3 + ["neb_idpp"] * 3 + ["neb_mid"] * 3
+        assert len({r.split for r in hop_rows}) == 1
+        final = [r for r in hop_rows if r.sampling == "neb_final"]
+        assert max(r.energy for r in final) > min(r.energy for r in hop_rows if r.sampling == "neb_end")
+    atoms = rows[-1].toatoms()
+    atoms.calc = EMT()
+    assert atoms.get_potential_energy() == pytest.approx(rows[-1].energy, abs=1e-9)
+    assert len(load_structures(path)) == len(rows)
+    with pytest.raises(SystemExit) as refused:  # the file exists
+        main(["data", "neb", str(path), "--n-hops", "1", "--no-progress"])
+    assert refused.value.code == 2

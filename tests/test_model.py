@@ -180,6 +180,9 @@ def test_isolated_atom_is_finite(potential: Potential) -> None:
         (dict(norm_type="batch_norm"), "norm_type"),
         (dict(use_s2_act_attn=True), "use_s2_act_attn"),
         (dict(mmax_list=[5]), "mmax"),
+        (dict(edge_grid_resolution=[8]), "edge_grid_resolution"),
+        (dict(node_grid_resolution=[8, 1]), "node_grid_resolution"),
+        (dict(node_grid_resolution=[8, 2.5]), "node_grid_resolution"),
     ],
 )
 def test_config_rejects_unsupported_options(options: dict, message: str) -> None:
@@ -193,6 +196,18 @@ def test_config_from_dict_names_unknown_options() -> None:
     config = EquiformerV2Config.from_dict({"alpha_drop": 0.1, "lmax_list": [4], "mmax_list": [2]})
     assert config.ignored == ("alpha_drop",)
     assert EquiformerV2Config.from_dict(config.to_dict()) == config
+    assert "edge_grid_resolution" not in config.to_dict()  # unset: fairchem's own keys only
+
+
+def test_grid_shapes_follow_fairchem_unless_set() -> None:
+    """fairchem's SO3_Grid rule (lat 2(lmax+1); long 2(m+1)+1 when m == lmax, else 2m+1; or the resolution
+    squared), and our per-grid (lat, long) options, which survive the plain-JSON round trip."""
+    default = EquiformerV2Config(lmax_list=[4], mmax_list=[2])
+    assert default.grid_shape(edges=True) == (10, 5) and default.grid_shape(edges=False) == (10, 11)
+    assert EquiformerV2Config(grid_resolution=18).grid_shape(edges=True) == (18, 18)
+    split = EquiformerV2Config(grid_resolution=8, edge_grid_resolution=[8, 24], node_grid_resolution=(16, 24))
+    assert split.grid_shape(edges=True) == (8, 24) and split.grid_shape(edges=False) == (16, 24)
+    assert EquiformerV2Config.from_dict(split.to_dict()) == split
 
 
 @pytest.fixture(scope="module")

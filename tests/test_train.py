@@ -19,7 +19,7 @@ from eqv2_calc.data.dataset import DatasetError, SplitNotFoundError, load_datase
 from eqv2_calc.data.emt import make_emt_dataset
 from eqv2_calc.errors import ConfigError
 from eqv2_calc.train import TrainConfig, Trainer
-from eqv2_calc.train.grow import add_identity_blocks
+from eqv2_calc.train.grow import add_identity_blocks, regrid
 from eqv2_calc.train.loop import ExponentialMovingAverage, _labels, learning_rate, loss_terms
 from test_predict import demo_like_potential, slab_with_co
 
@@ -103,9 +103,25 @@ def test_finetune_from_checkpoint(tiny_db: Path, tmp_path: Path) -> None:
     tuned = Trainer(tiny_config(tiny_db, tmp_path / "b", epochs=1, model={}, finetune_from=str(first)))
     assert tuned.potential.config == load_potential(first).config
     tuned.fit()
-    deeper = Trainer(tiny_config(tiny_db, tmp_path / "c", epochs=1, model={}, finetune_from=str(first), add_layers=1))
+    deeper = Trainer(tiny_config(tiny_db, tmp_path / "c", epochs=1, model={}, finetune_from=str(first), add_layers=1,
+                                 grid={"edge_grid_resolution": [8, 12]}))
     assert deeper.potential.config.num_layers == TINY_MODEL["num_layers"] + 1
-    assert load_potential(deeper.fit()).config.num_layers == TINY_MODEL["num_layers"] + 1
+    reloaded = load_potential(deeper.fit()).config
+    assert reloaded.num_layers == TINY_MODEL["num_layers"] + 1 and reloaded.edge_grid_resolution == (8, 12)
+
+
+def test_regrid_keeps_every_weight_and_changes_only_the_grids() -> None:
+    """Finer grids: the same weights, predictions within the old grid's quadrature error, closer to equivariant."""
+    base = demo_like_potential()
+    fine = regrid(base, {"edge_grid_resolution": [8, 24], "node_grid_resolution": [16, 24]})
+    assert fine.model.backbone.edge_grid.num_points == 8 * 24 and fine.model.backbone.node_grid.num_points == 16 * 24
+    for (name, old), new in zip(base.model.state_dict().items(), fine.model.state_dict().values()):
+        assert torch.equal(old, new), name
+    structures = [slab_with_co()]
+    before, after = base(base.make_graph(structures)), fine(fine.make_graph(structures))
+    assert 0 < float((after["forces"] - before["forces"]).abs().max()) < 0.1 * float(before["forces"].abs().max())
+    with pytest.raises(ConfigError, match="num_layers"):
+        regrid(base, {"num_layers": 4})
 
 
 def test_added_blocks_start_as_the_identity() -> None:
@@ -126,6 +142,8 @@ def test_bad_training_input(tiny_db: Path, tmp_path: Path) -> None:
         TrainConfig.from_yaml(_write(tmp_path / "bad.yaml", f"data: {tiny_db}\nlearning_rate: 0.1\n"))
     with pytest.raises(ConfigError, match="needs `finetune_from`"):
         tiny_config(tiny_db, tmp_path / "c", add_layers=1)
+    with pytest.raises(ConfigError, match="grid needs `finetune_from`"):
+        tiny_config(tiny_db, tmp_path / "c", grid={"grid_resolution": 12})
     with pytest.raises(ConfigError, match="loss='l1'"):
         tiny_config(tiny_db, tmp_path / "c", loss="l1")
     with pytest.raises(DatasetError, match="Cu|Ag|Au|Ni|Pd|Pt|Al"):

@@ -1,9 +1,10 @@
 """Export a trained run as the embedded demo model and register it in checkpoints.json.
 
-    python tools/export_demo.py .data/demo_active2/checkpoint.pt [--data .data/emt.db]
+    python tools/export_demo.py .data/demo_neb/checkpoint.pt [--grids 8x24/16x24] [--data .data/emt.db]
 
 Writes eqv2_calc/weights/eqv2_demo_emt.pt (inference-only: config, EMA weights, normalizers,
-element references, the training config and held-out test metrics), then updates the demo entry of
+element references, the training config and held-out test metrics), on the EDGE/NODE S2 grids of `--grids`
+(LATxLONG each; grids hold no weights) if given, then updates the demo entry of
 eqv2_calc/checkpoints.json (and its repo-root copy) with the file's size and sha256. Prints the test-set accuracy vs EMT.
 """
 
@@ -17,6 +18,7 @@ from eqv2_calc.checkpoint import load_potential, read_checkpoint, save_checkpoin
 from eqv2_calc.data.dataset import load_structures
 from eqv2_calc.data.emt import METALS
 from eqv2_calc.hub import sha256_file
+from eqv2_calc.train.grow import grid_options, regrid
 from eqv2_calc.train.loop import mean_absolute_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +63,9 @@ def registry_entry(potential, metrics: dict) -> dict:
                   f"eqv2 data active .data/emt_active.db --model .data/demo_labelfix/checkpoint.pt --n-systems 600 "
                   f"--seed 1; eqv2 train configs/demo_emt_active.yaml; "
                   f"eqv2 data active .data/emt_active2.db --model .data/demo_active/checkpoint.pt --n-systems 400 "
-                  f"--seed 2; eqv2 train configs/demo_emt_active2.yaml; "
-                  f"python tools/export_demo.py .data/demo_active2/checkpoint.pt"),
+                  f"--seed 2; eqv2 train configs/demo_emt_active2.yaml; eqv2 data neb .data/emt_neb.db --n-hops 400; "
+                  f"eqv2 train configs/demo_emt_neb.yaml; "
+                  f"python tools/export_demo.py .data/demo_neb/checkpoint.pt --grids 8x24/16x24"),
     }
 
 
@@ -70,8 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
     parser.add_argument("--data", default=str(ROOT / ".data" / "emt.db"))
+    parser.add_argument("--grids", help="EDGE/NODE S2 grids, LATxLONG each (e.g. 8x24/16x24); default: the run's")
     args = parser.parse_args()
     potential = load_potential(args.checkpoint)
+    if args.grids:
+        potential = regrid(potential, grid_options(args.grids))
     run = read_checkpoint(args.checkpoint)
     metrics = test_metrics(potential, load_structures(args.data, split="test"))
     print(json.dumps(metrics, indent=1))

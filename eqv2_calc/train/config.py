@@ -53,7 +53,7 @@ class TrainConfig:
     stress_weight: float = 0.0
     loss: str = "mse"  # "mse" or "huber"
     huber_delta: float = 0.01
-    max_train_structures: int | None = None
+    max_train_structures: int | None = None  # train on a seeded random sample of this many structures
     seed: int = 0
     device: str = "auto"
 

@@ -51,6 +51,15 @@ def regrid(potential: Potential, options: dict) -> Potential:
     return _rebuilt(potential, **options)
 
 
+def grid_options(text: str) -> dict[str, list[int]]:
+    """`"8x24/16x24"` (EDGE/NODE grids, LATxLONG each) -> the `regrid` options."""
+    try:
+        edge, node = ([int(v) for v in part.split("x")] for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"grids {text!r}: expected EDGE/NODE, LATxLONG each, e.g. 8x24/16x24") from None
+    return {"edge_grid_resolution": edge, "node_grid_resolution": node}
+
+
 def _rebuilt(potential: Potential, **changes) -> Potential:
     """`potential` with its config changed by `changes`, the old weights loaded (missing: new blocks only)."""
     old = potential.model

@@ -181,8 +181,10 @@ class Trainer:
             raise ConfigError(f"{final} exists (an earlier run): give a new output_dir, `resume: {final}` to "
                               "continue that run, or `overwrite: true` to replace it")
         self.train_set, self.val_set = self._load_splits()
-        if config.max_train_structures:
-            self.train_set = self.train_set[: config.max_train_structures]
+        if config.max_train_structures and len(self.train_set) > config.max_train_structures:
+            # a seeded random sample: the first N of concatenated files would be one file's (often one kind's) rows
+            picked = random.Random(config.seed).sample(range(len(self.train_set)), config.max_train_structures)
+            self.train_set = [self.train_set[i] for i in sorted(picked)]
         if not self.train_set:
             raise ConfigError(f"{config.data}: no structures in split '{config.train_split}'")
         self.potential = self._build_potential().to(self.device)
