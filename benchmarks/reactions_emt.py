@@ -50,8 +50,9 @@ REACTIONS = (
 )
 # A transfer needs room for two adsorbates apart and an atom hopping between them: on a 2x2 cell (5.1 A on
 # Cu(111)) the pairing rule's cap (below half the cell, 2.4 A) is shorter than the hop between neighbouring
-# sites (2.55 A), and CatTSunami's test distances (`r_react_min` 1.5 A between the reactants' atoms, beyond
-# their covalent radii) leave almost no placement; 3x3 (7.7 A on Cu(111)) allows a 3.5 A hop.
+# sites (2.55 A), and CatTSunami's test distance `r_react_min` (1.5 A between two adsorbates' atoms beyond
+# their covalent radii: 3.0 A between two C) exceeds the farthest two points of the cell (2.93 A) apart;
+# 3x3 (7.6 A on Cu(111)) allows a 3.5 A hop.
 TRANSFER_SLAB = SLAB | {"min_ab": 7.0}
 NEB_FMAX, NEB_STEPS, RELAX_FMAX = 0.05, 200, 0.05
 
