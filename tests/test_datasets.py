@@ -18,6 +18,7 @@ from ase.io import write
 from ase.optimize import BFGS
 
 from eqv2_calc.cli import main
+from eqv2_calc.data import DatasetError
 from eqv2_calc.data.dataset import load_datasets
 from eqv2_calc.data.formats import open_dataset
 from eqv2_calc.data.safe_pickle import UnsafePickleError, loads
@@ -251,6 +252,22 @@ def test_train_reads_lmdb_and_aselmdb_mixed_with_extxyz(files, tmp_path) -> None
     trainer = Trainer(config)
     assert len(trainer.train_set) == 5 and len(trainer.val_set) == 2
     assert trainer.fit().exists()
+
+
+def test_a_data_entry_can_take_a_repeatable_random_sample(tmp_path) -> None:
+    """`sample: N` keeps N of a file's structures in the split asked for, the same ones every time (all of them
+    when the file has fewer); a bad count is a DatasetError naming it."""
+    from ase.io import write
+
+    path = tmp_path / "slabs.extxyz"
+    write(path, [_labelled(_slab(seed)) for seed in range(6)])
+    whole = load_datasets([str(path)])
+    entry = {"path": str(path), "sample": 4}
+    first, again = load_datasets([entry]), load_datasets([entry])
+    assert len(whole) == 6 and len(first) == 4 and [a.positions.tolist() for a in first] == [a.positions.tolist() for a in again]
+    assert len(load_datasets([{**entry, "sample": 10 * len(whole)}])) == len(whole)
+    with pytest.raises(DatasetError, match="sample must be a whole number"):
+        load_datasets([{**entry, "sample": 0}])
 
 
 def _bad_files(root: Path, marker: Path) -> dict[str, tuple[Path, list[str], str]]:

@@ -53,6 +53,7 @@ def registry_entry(potential, metrics: dict) -> dict:
         "model_config": {"num_layers": c.num_layers, "lmax": c.lmax, "mmax": c.mmax,
                          "sphere_channels": c.sphere_channels, "max_radius": c.max_radius,
                          "max_neighbors": c.max_neighbors, "max_num_elements": c.max_num_elements},
+        "energy_mean_eV": potential.normalizers["energy"].mean,  # added once per structure (0 for the demo)
         "supported": True,
         "elements": [*METALS, "H", "C", "N", "O"],  # the training set's elements: others are refused
         "notes": (f"Conservative forces (-dE/dx) and stress, smooth cutoff envelope. Held-out test vs EMT: "

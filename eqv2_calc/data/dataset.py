@@ -16,6 +16,7 @@ Every structure comes back as an `ase.Atoms` whose labels sit in a `SinglePointC
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def _read_streamed(path: Path, split: str | None, require: tuple[str, ...], limi
     return kept
 
 
-DatasetEntry = str | os.PathLike | dict  # a path, or {"path": ..., "split": ..., "limit": ...}
+DatasetEntry = str | os.PathLike | dict  # a path, or {"path": ..., "split": ..., "limit": ..., "sample": ...}
 
 
 def load_datasets(paths: DatasetEntry | Sequence[DatasetEntry], split: str | None = None,
@@ -89,7 +90,9 @@ def load_datasets(paths: DatasetEntry | Sequence[DatasetEntry], split: str | Non
 
     An entry is a path, or a dict ``{"path": ..., "split": "train", "limit": 1000}``: ``split`` puts every
     structure of the file in that split (fairchem LMDBs and .aselmdb files are split by file, not by row),
-    ``limit`` reads only the file's first structures.
+    ``limit`` reads only the file's first structures, ``sample`` keeps a random sample of that many of the
+    file's structures in `split` (seeded by the path and split, so it repeats; all of them if it has fewer), so
+    one file can be weighted down against another.
     With several files, one without structures in `split` adds none (e.g. a train-only supplement);
     only a union without any raises.
 
@@ -102,38 +105,44 @@ def load_datasets(paths: DatasetEntry | Sequence[DatasetEntry], split: str | Non
     structures: list[Atoms] = []
     missing: list[str] = []
     for entry in paths:
-        path, assigned, limit = dataset_entry(entry)
+        path, assigned, limit, sample = dataset_entry(entry)
         if assigned is not None and split is not None and assigned != split:
             missing.append(f"{path} is the {assigned!r} split")
             continue
         try:
-            structures += load_structures(path, split if assigned is None else None, require, limit)
+            loaded = load_structures(path, split if assigned is None else None, require, limit)
         except SplitNotFoundError as exc:
             missing.append(str(exc))
+            continue
+        if sample is not None and sample < len(loaded):
+            picked = random.Random(f"{path}:{split}").sample(range(len(loaded)), sample)
+            loaded = [loaded[i] for i in sorted(picked)]
+        structures += loaded
     if not structures:
         raise SplitNotFoundError("; ".join(missing) or "no dataset files given")
     return structures
 
 
-def dataset_entry(entry: DatasetEntry) -> tuple[str, str | None, int | None]:
-    """(path, split or None, limit or None) of a `load_datasets` entry.
+def dataset_entry(entry: DatasetEntry) -> tuple[str, str | None, int | None, int | None]:
+    """(path, split or None, limit or None, sample or None) of a `load_datasets` entry.
 
     Raises:
         DatasetError: a dict entry without a path, with unknown keys, or with a bad split or limit.
     """
     if isinstance(entry, (str, os.PathLike)):
-        return str(entry), None, None
+        return str(entry), None, None, None
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
         raise DatasetError(f"data entry {entry!r} must be a path or a dict with a 'path'")
-    unknown = sorted(set(entry) - {"path", "split", "limit"})
+    unknown = sorted(set(entry) - {"path", "split", "limit", "sample"})
     if unknown:
-        raise DatasetError(f"data entry {entry!r}: unknown key(s) {unknown}; allowed: path, split, limit")
-    split, limit = entry.get("split"), entry.get("limit")
+        raise DatasetError(f"data entry {entry!r}: unknown key(s) {unknown}; allowed: path, split, limit, sample")
+    split, limit, sample = entry.get("split"), entry.get("limit"), entry.get("sample")
     if split is not None and not (isinstance(split, str) and split):
         raise DatasetError(f"data entry {entry!r}: split must be a name such as train or val")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise DatasetError(f"data entry {entry!r}: limit must be a whole number >= 1")
-    return entry["path"], split, limit
+    for name, value in (("limit", limit), ("sample", sample)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DatasetError(f"data entry {entry!r}: {name} must be a whole number >= 1")
+    return entry["path"], split, limit, sample
 
 
 def label_forces(atoms: Atoms) -> np.ndarray:
