@@ -37,6 +37,9 @@ class EquiformerV2Calculator(Calculator):
             the measured accuracy).
         allow_untrained_elements: compute structures holding elements outside the model's training
             elements (registry entries that list them, e.g. the demo model) instead of refusing them.
+        compile: run the network through `torch.compile` (inductor; `Potential.compiled`): the first call
+            compiles (minutes on a CPU), later calls of any structure size reuse it. Same numbers to float32
+            round-off; whether it is faster depends on the device and size (docs/performance.md).
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom; not from an energy-only IS2RE direct
     model, whose `implemented_properties` then hold the energies alone) and, when the checkpoint
@@ -64,6 +67,7 @@ class EquiformerV2Calculator(Calculator):
         skin: float = DEFAULT_SKIN,
         precision: str = "float32",
         allow_untrained_elements: bool = False,
+        compile: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +75,7 @@ class EquiformerV2Calculator(Calculator):
         self.device = resolve_device(device)
         self.potential = resolve_model(model, self.device, dtype)
         self.potential.precision = precision
+        self.potential.compiled = compile
         self.graphs = GraphBuilder(self.potential, skin)
         self.implemented_properties = list(self.potential.implemented_properties)
 
