@@ -46,9 +46,11 @@ _SIZE_DIMS = (0, 1, 0, 0, 0)
 INDUCTOR_OPTIONS = {"cpp.enable_loop_tail_vec": False}
 
 
-def _call_network(model: EquiformerV2, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`model(*inputs)`: the function `Potential.compiled` compiles."""
-    return model(*inputs)
+def _call_network(model: EquiformerV2, weights: dict[str, torch.Tensor], *inputs: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+    """`model(*inputs)` with its parameters taken from `weights` (name -> tensor): what `Potential.compiled`
+    compiles."""
+    return torch.func.functional_call(model, weights, inputs)
 
 
 def require_forces(implemented_properties: Sequence[str], task: str) -> None:
@@ -128,22 +130,25 @@ class Potential(nn.Module):
     @compiled.setter
     def compiled(self, backend: bool | str | None) -> None:
         self._compiled_backend = "inductor" if backend is True else (backend or None)
+        options = INDUCTOR_OPTIONS if self._compiled_backend == "inductor" else None
         # a function of the model, not a wrapper holding it: copies of this Potential run their own network
-        if self._compiled_backend is None:
-            self._network = _call_network
-        else:
-            options = INDUCTOR_OPTIONS if self._compiled_backend == "inductor" else None
-            self._network = torch.compile(_call_network, backend=self._compiled_backend, options=options)
+        self._network = None if self._compiled_backend is None else torch.compile(
+            _call_network, backend=self._compiled_backend, options=options)
 
     def _run_network(self, graph: AtomicGraph, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw network outputs for `graph` with edge vectors `edge_vec` `(E, 3)`, in `self.precision`."""
         inputs = (graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
-        if self.compiled:
-            for tensor, dim in zip(inputs, _SIZE_DIMS):
-                torch._dynamo.maybe_mark_dynamic(tensor, dim)
-            torch._dynamo.decorators.mark_unbacked(graph.natoms, 0)
         with matmul_precision(self.precision, edge_vec.device):
-            raw = self._network(self.model, *inputs)
+            if not self.compiled:
+                raw = self.model(*inputs)
+            else:
+                for tensor, dim in zip(inputs, _SIZE_DIMS):
+                    torch._dynamo.maybe_mark_dynamic(tensor, dim)
+                torch._dynamo.decorators.mark_unbacked(graph.natoms, 0)
+                # In eval mode the weights enter detached: a compiled backward (conservative forces) would otherwise
+                # compute every weight's gradient, as it cannot know that only the positions' is asked for.
+                weights = {name: w if self.training else w.detach() for name, w in self.model.named_parameters()}
+                raw = self._network(self.model, weights, *inputs)
         return {name: value.to(edge_vec.dtype) for name, value in raw.items()}
 
     @property

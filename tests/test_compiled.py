@@ -15,6 +15,7 @@ from ase.build import bulk, molecule
 from torch._dynamo.utils import counters
 
 from eqv2_calc.calculator import EquiformerV2Calculator
+from eqv2_calc.model import attention
 from eqv2_calc.potential import Potential
 from eqv2_calc.predict import evaluate
 from test_model import seeded_potential
@@ -45,10 +46,13 @@ def compiled_copy(potential: Potential) -> Potential:
 
 
 @pytest.mark.parametrize("direct_forces", [False, True], ids=["conservative", "direct"])
-def test_compiled_network_takes_every_size_without_recompiling(direct_forces: bool) -> None:
+def test_compiled_network_takes_every_size_without_recompiling(direct_forces: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """After the first call, other atom, edge and structure counts (single structures and batches) reuse the
     captured graph, with no graph break; energies and forces equal the eager ones to float32 round-off. Direct
-    forces run under no_grad, where the CPU attention would otherwise cut the edges in size-dependent chunks."""
+    forces run under no_grad, where the CPU attention cuts the edges in chunks: 1 for the small structures, 6 for
+    the large cell (chunks of 4,096 here, fewer small ops for the eager reference), none while compiling."""
+    monkeypatch.setitem(attention.EDGE_CHUNK, "cpu", 4096)
     eager = seeded_potential(**TINY | {"direct_forces": direct_forces}).float()
     fast = compiled_copy(eager)
     structures = sizes()
@@ -62,6 +66,23 @@ def test_compiled_network_takes_every_size_without_recompiling(direct_forces: bo
             scale = max(1.0, abs(a.energy))
             assert b.energy == pytest.approx(a.energy, abs=1e-6 * scale)
             assert np.abs(b.forces - a.forces).max() <= 1e-5 * max(1.0, np.abs(a.forces).max())
+
+
+def test_compiled_network_in_train_mode_gives_weight_gradients() -> None:
+    """In eval mode the compiled network's weights enter detached (no weight gradients to compute); in train mode
+    they do not, and a training step's weight gradients equal eager ones."""
+    eager = seeded_potential(**TINY | {"direct_forces": True}).float().train()
+    fast = compiled_copy(eager).train()
+    graph = eager.make_graph(slab_with_co())
+    gradients = []
+    for potential in (eager, fast):
+        eager.model.zero_grad()
+        potential(graph)["forces"].square().sum().backward()
+        gradients.append({name: torch.zeros_like(w) if w.grad is None else w.grad.clone()
+                          for name, w in eager.model.named_parameters()})  # None: eager's unused weights
+    assert sum(bool(grad.any()) for grad in gradients[0].values()) > 10
+    for name, grad in gradients[0].items():
+        assert torch.allclose(gradients[1][name], grad, rtol=1e-4, atol=1e-6), name
 
 
 def test_calculator_compile_option() -> None:
