@@ -86,11 +86,10 @@ def test_compiled_network_in_train_mode_gives_weight_gradients() -> None:
 
 
 def test_calculator_compile_option() -> None:
-    """`EquiformerV2Calculator(compile=True)` sets the potential's backend (inductor); `compiled` reads it back,
-    False / None switch it off."""
+    """`EquiformerV2Calculator(compile=True)` sets the potential's backend (inductor), False switches it off, None
+    (the default) keeps a `Potential`'s own."""
     potential = seeded_potential(**TINY).float()
-    calc = EquiformerV2Calculator(potential, device="cpu", compile=True)
-    assert calc.potential.compiled == "inductor"
-    calc.potential.compiled = False
-    assert calc.potential.compiled is None
     assert EquiformerV2Calculator(potential, device="cpu").potential.compiled is None
+    assert EquiformerV2Calculator(potential, device="cpu", compile=True).potential.compiled == "inductor"
+    assert EquiformerV2Calculator(potential, device="cpu").potential.compiled == "inductor"
+    assert EquiformerV2Calculator(potential, device="cpu", compile=False).potential.compiled is None
