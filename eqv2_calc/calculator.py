@@ -39,7 +39,7 @@ class EquiformerV2Calculator(Calculator):
             elements (registry entries that list them, e.g. the demo model) instead of refusing them.
         compile: True: run the network through `torch.compile` (inductor; `Potential.compiled`): the first
             call compiles (0.5-2 min for the demo model on a CPU), later calls of any structure size reuse it and
-            run faster (1.5-1.7x for the demo model on 2 CPU cores; docs/performance.md). Same numbers to float32
+            run faster (1.2-1.7x for the demo model on 2 CPU cores; docs/performance.md). Same numbers to float32
             round-off. False: eager PyTorch. None (default): as the model is (a `Potential`'s own `compiled`;
             eager for a model given by name or path).
 

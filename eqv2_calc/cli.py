@@ -515,7 +515,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_compile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="run the network through torch.compile: the first "
                         "step compiles (0.5-2 min for the demo model on a CPU), later steps of any size run faster "
-                        "(1.5-1.7x for the demo model on 2 CPU cores; docs/performance.md)")
+                        "(1.2-1.7x for the demo model on 2 CPU cores; docs/performance.md)")
 
 
 def _add_untrained_option(parser: argparse.ArgumentParser) -> None:

@@ -94,7 +94,7 @@ class Potential(nn.Module):
             Set True (inductor, torch's default backend), a backend name (e.g. "eager", "aot_eager": dynamo's
             capture without code generation) or False / None. The atom, edge and structure counts are dynamic, so
             one compilation serves single structures and batches of every size (a structure of one atom or one
-            edge compiles once more). The first call compiles (minutes for the demo model on a CPU): see
+            edge compiles once more). The first call compiles (26-113 s for the demo model on 2 CPU cores): see
             docs/performance.md for what it costs and gives.
     """
 
