@@ -21,6 +21,11 @@ Writes one JSON (`--out`, default benchmarks/results/gpu_check[_cpu].json) and p
 - NEB: 4 bands x 7 moving images (28-atom fcc(100) hops), `run_nebs` vs ASE's NEB loop with the calculator on each
   image, the same 10 FIRE steps (benchmarks/bench_neb.py; target >= 5x on a GPU).
 - MD: steps/s of a 500-atom NVE run (velocity Verlet) with a new neighbour search each step and with a 1 A skin.
+- compiled: eager vs `Potential.compiled` (torch.compile, atom / edge / structure counts dynamic) per energy +
+  forces call on the speed slabs, float32, interleaved call by call: the first compiled call (compile time
+  included), frames compiled after it (dynamo's counters; 0 = no recompilation across sizes), largest force
+  deviation from eager. CPU mode: backend "eager" (dynamo's capture only, seconds; benchmarks/bench_compile.py
+  measures inductor on a CPU).
 - fairchem: with `--fairchem-venv`, tools/fairchem_bench_worker.py times OCPCalculator on the same slabs.
 """
 
@@ -54,9 +59,10 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 MODES = {
     "cuda": dict(parity_structures=12, sizes=[20, 100, 200, 1000, 5000], repeats=3, systems=256, bfgs_systems=16, relax_steps=25,
                  batch_size=64, md_reps=5, md_steps=50, sync_size=100, neb_bands=4, neb_images=7, neb_size=(3, 3, 3),
-                 neb_steps=10),
+                 neb_steps=10, compile_backend="inductor"),
     "cpu": dict(parity_structures=2, sizes=[20], repeats=1, systems=3, bfgs_systems=1, relax_steps=2, batch_size=3,
-                md_reps=1, md_steps=2, sync_size=20, neb_bands=2, neb_images=1, neb_size=(2, 2, 2), neb_steps=2),
+                md_reps=1, md_steps=2, sync_size=20, neb_bands=2, neb_images=1, neb_size=(2, 2, 2), neb_steps=2,
+                compile_backend="eager"),
 }
 MD_SKIN = 1.0
 ADSORBATES = ("*CO", "*OH", "*CH3", "*N2", "*OH2", "*NH3")  # OC20 geometries, binding atom down
@@ -224,6 +230,41 @@ def speed(potential, device: torch.device, sizes: list[int], repeats: int, peak:
     return rows
 
 
+def compiled(potential, device: torch.device, sizes: list[int], repeats: int, backend: str) -> dict:
+    """Eager vs torch.compile'd network, interleaved call by call on the same slabs (see the module docstring)."""
+    from torch._dynamo.utils import counters
+
+    from eqv2_calc.potential import Potential
+    from eqv2_calc.predict import evaluate
+
+    torch._dynamo.reset()
+    counters.clear()
+    fast = Potential(potential.model, potential.normalizers, potential.element_references).eval()
+    fast.compiled = backend
+    slabs = {size: [make_slab(size, seed) for seed in range(repeats + 1)] for size in sizes}
+    start = time.perf_counter()
+    evaluate(fast, slabs[sizes[0]][:1])
+    synchronize(device)
+    report = {"backend": backend, "first_call_s": time.perf_counter() - start, "rows": []}
+    frames = counters["frames"]["total"]
+    for size in sizes:
+        times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        deviation = 0.0
+        for slab in slabs[size]:
+            results = {}
+            for name, model in (("eager", potential), ("compiled", fast)):
+                start = time.perf_counter()
+                results[name] = evaluate(model, [slab])[0]
+                synchronize(device)
+                times[name].append(time.perf_counter() - start)
+            deviation = max(deviation, float(np.abs(results["compiled"].forces - results["eager"].forces).max()))
+        eager_s, compiled_s = (statistics.median(times[k][1:]) for k in ("eager", "compiled"))
+        report["rows"].append({"size": size, "natoms": len(slabs[size][0]), "eager_s": eager_s,
+                               "compiled_s": compiled_s, "speedup": eager_s / compiled_s, "dF": deviation})
+    report["recompiles_after_first_call"] = counters["frames"]["total"] - frames
+    return report
+
+
 def slab_systems(count: int) -> list:
     """`count` Cu(111) 3x3x3 slabs with one of `ADSORBATES` on top, rattled, FixAtoms on the bottom layer."""
     from ase.build import add_adsorbate, fcc111
@@ -361,6 +402,12 @@ def print_table(report: dict) -> None:
     for r in report["md"]:
         print(f"MD NVE {r['natoms']} atoms, skin {r['skin']} A: {r['steps_per_s']:.2f} steps/s "
               f"({r['graph_builds']} searches / {r['graph_calls']} calls)")
+    c = report["compiled"]
+    print(f"\ntorch.compile ({c['backend']}): first call {c['first_call_s']:.1f} s, frames compiled after it "
+          f"{c['recompiles_after_first_call']}")
+    for r in c["rows"]:
+        print(f"{r['natoms']:>6} atoms: eager {1e3 * r['eager_s']:.1f} ms, compiled {1e3 * r['compiled_s']:.1f} ms "
+              f"-> {r['speedup']:.2f}x, max|dF| {r['dF']:.1e} eV/A")
     for size, r in (report.get("fairchem") or {}).items():
         if isinstance(r, dict) and "median_s" in r:
             ours = next((o for o in report["speed"] if str(o["size"]) == size and o["precision"] == "float32"), None)
@@ -396,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["throughput"] = throughput(oc20, device, mode)
     report["neb"] = neb(oc20, device, mode)
     report["md"] = md(oc20, device, mode)
+    report["compiled"] = compiled(oc20, device, mode["sizes"], mode["repeats"], mode["compile_backend"])
     if args.fairchem_venv:
         report["fairchem"] = fairchem(args.fairchem_venv, device, mode["sizes"], mode["repeats"], args.fairchem_max_atoms)
     report["meta"]["wall_s"] = time.perf_counter() - started

@@ -37,6 +37,11 @@ class EquiformerV2Calculator(Calculator):
             the measured accuracy).
         allow_untrained_elements: compute structures holding elements outside the model's training
             elements (registry entries that list them, e.g. the demo model) instead of refusing them.
+        compile: True: run the network through `torch.compile` (inductor; `Potential.compiled`): the first
+            call compiles (0.5-2 min for the demo model on a CPU), later calls of any structure size reuse it and
+            run faster (1.2-1.7x for the demo model on 2 CPU cores; docs/performance.md). Same numbers to float32
+            round-off. False: eager PyTorch. None (default): as the model is (a `Potential`'s own `compiled`;
+            eager for a model given by name or path).
 
     Results: `energy` and `free_energy` (eV), `forces` (eV/Angstrom; not from an energy-only IS2RE direct
     model, whose `implemented_properties` then hold the energies alone) and, when the checkpoint
@@ -64,6 +69,7 @@ class EquiformerV2Calculator(Calculator):
         skin: float = DEFAULT_SKIN,
         precision: str = "float32",
         allow_untrained_elements: bool = False,
+        compile: bool | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +77,8 @@ class EquiformerV2Calculator(Calculator):
         self.device = resolve_device(device)
         self.potential = resolve_model(model, self.device, dtype)
         self.potential.precision = precision
+        if compile is not None:
+            self.potential.compiled = compile
         self.graphs = GraphBuilder(self.potential, skin)
         self.implemented_properties = list(self.potential.implemented_properties)
 

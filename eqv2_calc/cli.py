@@ -44,6 +44,18 @@ def _model(args: argparse.Namespace) -> str:
     return args.model or DEMO_MODEL
 
 
+def _stepping_model(args: argparse.Namespace):
+    """The model of `md` and `relax`, which call it step after step in this process: `_model(args)`, or with
+    --compile that model loaded on --device with its network compiled (`Potential.compiled`)."""
+    if not args.compile:
+        return _model(args)
+    from .predict import resolve_model
+
+    potential = resolve_model(_model(args), args.device)
+    potential.compiled = True
+    return potential
+
+
 def _read_inputs(paths: Sequence[str]) -> tuple[list, list[str]]:
     """Every frame of every file, and a 'file:index' label for each."""
     from .structures import read_file
@@ -79,6 +91,9 @@ def _run_scaled(args: argparse.Namespace, structures: list, labels: list[str], t
 
     if not args.results:
         raise ValueError("--ray needs --results DIR, the folder the results are written to chunk by chunk")
+    if getattr(args, "compile", False):
+        raise ValueError("--compile compiles the model of this process; drop it with --results / --ray, whose "
+                         "chunks run on models loaded by name")
     if not args.ray and (args.workers or args.cpus_per_worker != 1):
         raise ValueError("--workers and --cpus-per-worker need --ray; without it the chunks run in this process")
     job = Job(structures, labels, task, _model(args), chunk_size=args.chunk_size)
@@ -153,13 +168,13 @@ def _cmd_relax(args: argparse.Namespace) -> int:
     if not args.output:
         raise ValueError("relax needs -o/--output FILE (or --results DIR for a chunked, resumable run)")
     if args.batch:
-        results = relax_many(structures, _model(args), fmax=args.fmax, steps=args.steps, relax_cell=args.cell,
+        results = relax_many(structures, _stepping_model(args), fmax=args.fmax, steps=args.steps, relax_cell=args.cell,
                              batch_size=args.batch_size, device=args.device, progress=not args.quiet, labels=labels,
                              allow_untrained_elements=args.allow_untrained_elements)
     else:
         from .calculator import EquiformerV2Calculator
 
-        calc = EquiformerV2Calculator(_model(args), device=args.device,
+        calc = EquiformerV2Calculator(_stepping_model(args), device=args.device,
                                       allow_untrained_elements=args.allow_untrained_elements)
         results = [_labelled(label, relax, atoms, calc, fmax=args.fmax, steps=args.steps, optimizer=args.optimizer,
                              relax_cell=args.cell, logfile=None if args.quiet else "-")
@@ -182,7 +197,7 @@ def _cmd_md(args: argparse.Namespace) -> int:
     from .md import plot_md, run_md
 
     structures, labels = _read_inputs([args.structure])
-    result = _labelled(labels[-1], run_md, structures[-1], _model(args), ensemble=args.ensemble,
+    result = _labelled(labels[-1], run_md, structures[-1], _stepping_model(args), ensemble=args.ensemble,
                        temperature_K=args.temperature, timestep_fs=args.timestep, steps=args.steps,
                        trajectory=args.output, loginterval=args.loginterval,
                        logfile=args.log or ("-" if not args.quiet else None), pressure_GPa=args.pressure,
@@ -497,6 +512,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         "the cores; OMP_WAIT_POLICY=PASSIVE unless set: see docs/performance.md)")
 
 
+def _add_compile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", action="store_true", help="run the network through torch.compile: the first "
+                        "step compiles (0.5-2 min for the demo model on a CPU), later steps of any size run faster "
+                        "(1.2-1.7x for the demo model on 2 CPU cores; docs/performance.md)")
+
+
 def _add_untrained_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-untrained-elements", action="store_true", help="compute structures with elements "
                         "the model was not trained on (refused by default for models whose registry entry lists them)")
@@ -554,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     relax = sub.add_parser("relax", help="relax the structures of a file (ASE optimizer, or batched FIRE with --batch)")
     _add_model_options(relax)
     _add_untrained_option(relax)
+    _add_compile_option(relax)
     relax.add_argument("structure", nargs="+", help="structure files; every frame is relaxed")
     relax.add_argument("-o", "--output", help="relaxed structures (extxyz unless the extension says); "
                        "not with --results, which writes its own")
@@ -569,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     md = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) of the last structure of a file")
     _add_model_options(md)
     _add_untrained_option(md)
+    _add_compile_option(md)
     md.add_argument("structure", help="structure file (its last frame is used)")
     md.add_argument("-o", "--output", required=True, help="ASE trajectory file (.traj)")
     md.add_argument("--ensemble", default="nve", help="nve, nvt (Langevin), nvt-nose-hoover, nvt-bussi, npt")

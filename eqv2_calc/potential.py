@@ -35,6 +35,23 @@ RANK2_CHANGE_OF_BASIS = (
     (-_S2, 0, 0, 0, 0, 0, 0, 0, _S2),
 )
 
+# The dimension of each network input (atomic numbers, edge index, edge vectors, batch, atoms per structure) that
+# counts atoms, edges or structures: marked dynamic for `torch.compile`, so other sizes reuse the compiled code.
+# The structure count is also unbacked: dynamo would otherwise specialise a count of 1 (one structure, the
+# calculator's case) and compile again for the first batch.
+_SIZE_DIMS = (0, 1, 0, 0, 0)
+# Inductor settings of `Potential.compiled`. Its C++ (CPU) code vectorizes loop tails with masked loads and stores;
+# in torch 2.13 that gave wrong energies and forces (off by up to 1e16, or a corrupted heap) once the blocks and
+# the energy head were compiled as one graph (AVX2 and AVX-512 alike, gcc 12); scalar tails are right.
+INDUCTOR_OPTIONS = {"cpp.enable_loop_tail_vec": False}
+
+
+def _call_network(model: EquiformerV2, weights: dict[str, torch.Tensor], *inputs: torch.Tensor
+                  ) -> dict[str, torch.Tensor]:
+    """`model(*inputs)` with its parameters taken from `weights` (name -> tensor): what `Potential.compiled`
+    compiles."""
+    return torch.func.functional_call(model, weights, inputs)
+
 
 def require_forces(implemented_properties: Sequence[str], task: str) -> None:
     """Raise `EnergyOnlyModelError` when a model (or calculator) with these `implemented_properties`
@@ -73,6 +90,12 @@ class Potential(nn.Module):
             "bfloat16": see `eqv2_calc.precision`), checked when set.
         card: the model as it was named (`hub.ModelCard`: its registry entry, or none for an unregistered file
             or a Potential made in code), set by `hub.load_model`; workflows ask it instead of the registry.
+        compiled: the `torch.compile` backend the network runs through, or None (eager PyTorch, the default).
+            Set True (inductor, torch's default backend), a backend name (e.g. "eager", "aot_eager": dynamo's
+            capture without code generation) or False / None. The atom, edge and structure counts are dynamic, so
+            one compilation serves single structures and batches of every size (a structure of one atom or one
+            edge compiles once more). The first call compiles (26-113 s for the demo model on 2 CPU cores): see
+            docs/performance.md for what it costs and gives.
     """
 
     def __init__(
@@ -90,6 +113,7 @@ class Potential(nn.Module):
         self.register_buffer("change_of_basis", torch.tensor(RANK2_CHANGE_OF_BASIS), persistent=False)
         self.precision = "float32"
         self.card = ModelCard(IN_CODE)
+        self.compiled = None
 
     @property
     def precision(self) -> str:
@@ -99,10 +123,32 @@ class Potential(nn.Module):
     def precision(self, value: str) -> None:
         self._precision = check_precision(value)
 
+    @property
+    def compiled(self) -> str | None:
+        return self._compiled_backend
+
+    @compiled.setter
+    def compiled(self, backend: bool | str | None) -> None:
+        self._compiled_backend = "inductor" if backend is True else (backend or None)
+        options = INDUCTOR_OPTIONS if self._compiled_backend == "inductor" else None
+        # a function of the model, not a wrapper holding it: copies of this Potential run their own network
+        self._network = None if self._compiled_backend is None else torch.compile(
+            _call_network, backend=self._compiled_backend, options=options)
+
     def _run_network(self, graph: AtomicGraph, edge_vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw network outputs for `graph` with edge vectors `edge_vec` `(E, 3)`, in `self.precision`."""
+        inputs = (graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
         with matmul_precision(self.precision, edge_vec.device):
-            raw = self.model(graph.atomic_numbers, graph.edge_index, edge_vec, graph.batch, graph.natoms)
+            if not self.compiled:
+                raw = self.model(*inputs)
+            else:
+                for tensor, dim in zip(inputs, _SIZE_DIMS):
+                    torch._dynamo.maybe_mark_dynamic(tensor, dim)
+                torch._dynamo.decorators.mark_unbacked(graph.natoms, 0)
+                # In eval mode the weights enter detached: a compiled backward (conservative forces) would otherwise
+                # compute every weight's gradient, as it cannot know that only the positions' is asked for.
+                weights = {name: w if self.training else w.detach() for name, w in self.model.named_parameters()}
+                raw = self._network(self.model, weights, *inputs)
         return {name: value.to(edge_vec.dtype) for name, value in raw.items()}
 
     @property

@@ -265,3 +265,24 @@ def test_adsorb_defaults_are_the_screens() -> None:
     action = next(a for a in build_parser()._subparsers._group_actions[0].choices["adsorb"]._actions
                   if a.dest == "optimizer")
     assert set(action.choices) == set(BATCH_OPTIMIZERS)
+
+
+def test_compile_option_of_md_and_relax(tmp_path, capsys, monkeypatch) -> None:
+    """--compile hands md and relax (one by one and --batch) a model whose network runs through torch.compile
+    (recorded here, not run: inductor takes minutes); with --results it is refused."""
+    import torch
+
+    backends = []
+    monkeypatch.setattr(torch, "compile", lambda network, backend, options: backends.append(backend) or network)
+    write(tmp_path / "POSCAR", bulk("Cu", "fcc", a=3.6, cubic=True), format="vasp")
+    md = eqv2_in_process(capsys, "md", "--model", CHECKPOINT, str(tmp_path / "POSCAR"), "--steps", "2", "--quiet",
+                         "-o", str(tmp_path / "md.traj"), "--compile")
+    assert md.returncode == 0, md.stderr
+    for extra in ([], ["--batch"]):
+        relax = eqv2_in_process(capsys, "relax", "--model", CHECKPOINT, "--quiet", str(_slab_file(tmp_path)), "-o",
+                                str(tmp_path / "relaxed.extxyz"), "--steps", "2", "--compile", *extra)
+        assert relax.returncode == 1, relax.stderr  # written, not converged in 2 steps
+    assert backends == ["inductor"] * 3
+    scaled = eqv2_in_process(capsys, "relax", "--model", CHECKPOINT, str(_slab_file(tmp_path)), "--results",
+                             str(tmp_path / "results"), "--compile")
+    assert scaled.returncode == 2 and "--compile" in scaled.stderr

@@ -28,3 +28,5 @@ def test_gpu_check_cpu_mode(tmp_path: Path, capsys) -> None:
     assert report["throughput"]["relax_many_steps_done"] == report["throughput"]["relax_steps"]
     assert report["neb"]["steps_done"] == [2, 2] and report["neb"]["max_energy_difference_eV"] < 1e-3
     assert [r["skin"] for r in report["md"]] == [0.0, 1.0] and report["md"][1]["graph_builds"] <= 1
+    assert report["compiled"]["recompiles_after_first_call"] == 0
+    assert all(r["dF"] < 1e-5 for r in report["compiled"]["rows"])

@@ -16,6 +16,7 @@ from .so3 import degree_of_coefficient, m_primary_lm
 # chunk (128 measured best of 64...1024 on 2 cores) and a bounded peak memory. Other devices: one chunk.
 # Only without autograd: a slice's backward writes into a zero tensor of the full size, so chunks that are
 # differentiated (training, conservative forces) cost O(E * chunks); there one chunk is 1.7x faster.
+# Not under torch.compile either: the chunk count would be a compiled constant, and every new count a recompile.
 EDGE_CHUNK = {"cpu": 128}
 
 
@@ -67,8 +68,10 @@ class EdgeGeometry:
     def chunks(self) -> list[slice]:
         """Consecutive, near-equal edge slices of at most `EDGE_CHUNK[device type]` edges (400 edges: 4 x 100,
         not 3 x 128 + 16, whose last GEMMs would run on a few rows); one slice on other devices and whenever
-        autograd records (see `EDGE_CHUNK`)."""
-        limit = self.num_edges if torch.is_grad_enabled() else EDGE_CHUNK.get(self.source.device.type, self.num_edges)
+        autograd records or torch.compile traces (see `EDGE_CHUNK`)."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return [slice(None)]
+        limit = EDGE_CHUNK.get(self.source.device.type, self.num_edges)
         count = max(-(-self.num_edges // max(limit, 1)), 1)
         bounds = [self.num_edges * i // count for i in range(count + 1)]
         return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
