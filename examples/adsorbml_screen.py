@@ -24,7 +24,7 @@ model = sys.argv[1] if len(sys.argv) > 1 else DEMO_MODEL
 start = time.perf_counter()
 systems = run_adsorbml(bulk("Cu", "fcc", a=3.59), "*CO", model, miller=(1, 1, 1),
                        slab_settings=SlabSettings(min_slab_size=5.0, min_vacuum=8.0, min_ab=7.0),
-                       num_random=4, fmax=0.05, steps=150, progress=False)
+                       num_random=2, fmax=0.05, steps=100, progress=False)
 for line in summary_lines(systems, top_k=5):
     print(line)
 paths = write_results(systems, "adsorbml_screen", top_k=5)

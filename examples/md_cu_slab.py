@@ -21,12 +21,12 @@ calc = EquiformerV2Calculator(sys.argv[1] if len(sys.argv) > 1 else DEMO_MODEL, 
 slab = fcc111("Cu", size=(3, 3, 3), vacuum=8.0)
 slab.set_constraint(FixAtoms(indices=[atom.index for atom in slab if atom.tag == 3]))
 
-nve = run_md(slab, calc, ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=100, loginterval=10)
-print(f"NVE, 100 x 1 fs: total energy drift {1000 * nve.energy_drift_eV_per_atom:+.3f} meV/atom, "
+nve = run_md(slab, calc, ensemble="nve", temperature_K=300, timestep_fs=1.0, steps=50, loginterval=5)
+print(f"NVE, 50 x 1 fs: total energy drift {1000 * nve.energy_drift_eV_per_atom:+.3f} meV/atom, "
       f"{nve.graph_builds} neighbour searches for {nve.graph_calls} force calls (Verlet skin)")
 
-nvt = run_md(nve.atoms, calc, ensemble="nvt", temperature_K=600, timestep_fs=2.0, steps=100, loginterval=10,
+nvt = run_md(nve.atoms, calc, ensemble="nvt", temperature_K=600, timestep_fs=2.0, steps=50, loginterval=5,
              trajectory="md_cu_slab.traj")
 temperatures = [frame.temperature_K for frame in nvt.log]
-print(f"Langevin NVT at 600 K, 100 x 2 fs: T = {' '.join(f'{t:.0f}' for t in temperatures)} K "
+print(f"Langevin NVT at 600 K, 50 x 2 fs: T = {' '.join(f'{t:.0f}' for t in temperatures)} K "
       f"(last half mean {np.mean(temperatures[len(temperatures) // 2:]):.0f} K); wrote md_cu_slab.traj")
