@@ -17,7 +17,6 @@ test systems stay unseen. Frames keep the generator's key-value pairs (split by 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
-from .emt import (RELAX_FMAX, SystemSpec, generate_system, keep_frame, label_frame, map_systems, start_geometry,
-                  subsample_log, summarize, system_info, system_specs, write_frames)
+from .emt import (RELAX_FMAX, SystemSpec, generate_system, keep_frame, label_frame, map_systems, run_dataset_command,
+                  start_geometry, subsample_log, summarize, system_info, system_specs, write_frames)
 
 MODEL_RELAX_MAX_STEPS = 300  # as benchmarks/demo_acceptance.py
 
@@ -174,16 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``eqv2 data active OUT.db [--model NAME] [--n-systems 1000] [--seed 1]``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     from ..predict import DEMO_MODEL
 
-    try:
-        summary = make_active_dataset(args.path, args.model or DEMO_MODEL, n_systems=args.n_systems,
-                                      seed=args.seed, n_keep=args.n_keep, n_relax=args.n_relax, n_md=args.n_md,
-                                      steps=args.steps, workers=args.workers, device=args.device,
-                                      progress=not args.no_progress, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_dataset_command(build_parser(), argv, lambda args: make_active_dataset(
+        args.path, args.model or DEMO_MODEL, n_systems=args.n_systems, seed=args.seed, n_keep=args.n_keep,
+        n_relax=args.n_relax, n_md=args.n_md, steps=args.steps, workers=args.workers, device=args.device,
+        progress=not args.no_progress, overwrite=args.overwrite))

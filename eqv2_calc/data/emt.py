@@ -557,15 +557,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python tools/make_emt_dataset.py OUT.db`` (or ``eqv2 data emt OUT.db``)."""
-    parser = build_parser()
+def run_dataset_command(parser: argparse.ArgumentParser, argv: list[str] | None,
+                        make: Callable[[argparse.Namespace], dict]) -> int:
+    """Parse `argv`, build the dataset with `make(args)` and print its summary as JSON; a refused output file or
+    a bad option value exits with status 2 and one line (the `eqv2 data` commands)."""
     args = parser.parse_args(argv)
     try:
-        summary = make_emt_dataset(args.path, n_systems=args.n_systems, seed=args.seed,
-                                   progress=not args.no_progress, workers=args.workers, n_relax=args.n_relax,
-                                   n_md=args.n_md, overwrite=args.overwrite)
+        summary = make(args)
     except (FileExistsError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python tools/make_emt_dataset.py OUT.db`` (or ``eqv2 data emt OUT.db``)."""
+    return run_dataset_command(build_parser(), argv, lambda args: make_emt_dataset(
+        args.path, n_systems=args.n_systems, seed=args.seed, progress=not args.no_progress, workers=args.workers,
+        n_relax=args.n_relax, n_md=args.n_md, overwrite=args.overwrite))

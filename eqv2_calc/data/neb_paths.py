@@ -25,7 +25,6 @@ Each hop draws from ``default_rng([seed, index])``: the output does not depend o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,8 @@ from ase.constraints import FixAtoms
 from ase.mep import NEB
 from ase.optimize import BFGS, FIRE
 
-from .emt import METALS, N_FREE_LAYERS, emt_lattice_constant, keep_frame, label_frame, map_systems, summarize, \
-    write_frames
+from .emt import (METALS, N_FREE_LAYERS, emt_lattice_constant, keep_frame, label_frame, map_systems,
+                  run_dataset_command, summarize, write_frames)
 
 ADATOMS = ("H", "C", "N", "O") + METALS
 # facet: (ase.build function, initial site, final site, final site's offset in surface cells)
@@ -217,12 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``eqv2 data neb OUT.db [--n-hops 300] [--seed 0] [--workers 2]``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        summary = make_neb_dataset(args.path, n_hops=args.n_hops, seed=args.seed, moving=args.images,
-                                   workers=args.workers, progress=not args.no_progress, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_dataset_command(build_parser(), argv, lambda args: make_neb_dataset(
+        args.path, n_hops=args.n_hops, seed=args.seed, moving=args.images, workers=args.workers,
+        progress=not args.no_progress, overwrite=args.overwrite))
