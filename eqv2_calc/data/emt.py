@@ -250,11 +250,17 @@ def build_slab(spec: SystemSpec, rng: np.random.Generator) -> Atoms:
     layers = int(rng.choice(SLAB_LAYERS))
     slab = builder(spec.metal, size=(n, n, layers), a=emt_lattice_constant(spec.metal),
                    vacuum=float(rng.uniform(*VACUUM_A)))
+    tag_like_oc20(slab)
+    return slab  # slab.info["adsorbate_info"] holds ase.build's site positions
+
+
+def tag_like_oc20(slab: Atoms) -> None:
+    """In place, on an ase.build slab (tags 1 = top layer ...): pbc all True, tag 1 on the top `N_FREE_LAYERS`
+    layers (free), tag 0 below (fixed with `FixAtoms`), as OC20 does."""
     slab.pbc = (True, True, True)
-    layer = slab.get_tags()  # ase.build: 1 = top layer ... layers = bottom
+    layer = slab.get_tags()
     slab.set_tags(np.where(layer <= N_FREE_LAYERS, 1, 0))
     slab.set_constraint(FixAtoms(mask=layer > N_FREE_LAYERS))
-    return slab  # slab.info["adsorbate_info"] holds ase.build's site positions
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:

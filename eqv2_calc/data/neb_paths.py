@@ -33,12 +33,11 @@ import numpy as np
 from ase import Atoms
 from ase.build import add_adsorbate, bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
-from ase.constraints import FixAtoms
 from ase.mep import NEB
 from ase.optimize import BFGS, FIRE
 
-from .emt import (METALS, N_FREE_LAYERS, emt_lattice_constant, keep_frame, label_frame, map_systems,
-                  run_dataset_command, summarize, write_frames)
+from .emt import (METALS, emt_lattice_constant, keep_frame, label_frame, map_systems, run_dataset_command,
+                  summarize, tag_like_oc20, write_frames)
 
 ADATOMS = ("H", "C", "N", "O") + METALS
 # facet: (ase.build function, initial site, final site, final site's offset in surface cells)
@@ -96,10 +95,7 @@ def surface_hop_ends(metal: str, facet: str, adatom: str, *, layers: int = 4, st
     """An adatom on neighbouring sites of a `size` x `size` slab (`HOP_SITES`), unrelaxed; OC20 tags and pbc."""
     builder, site_a, site_b, offset_b = HOP_SITES[facet]
     slab = builder(metal, size=(size, size, layers), a=emt_lattice_constant(metal) * (1 + strain), vacuum=7.0)
-    slab.pbc = (True, True, True)
-    layer = slab.get_tags()  # ase.build: 1 = top layer ... layers = bottom
-    slab.set_tags(np.where(layer <= N_FREE_LAYERS, 1, 0))
-    slab.set_constraint(FixAtoms(mask=layer > N_FREE_LAYERS))
+    tag_like_oc20(slab)
     height = START_HEIGHT.get(adatom, METAL_START_HEIGHT)
     ends = []
     for site, offset in ((site_a, (0, 0)), (site_b, offset_b)):
