@@ -1,6 +1,6 @@
 """Export a trained run as the embedded demo model and register it in checkpoints.json.
 
-    python tools/export_demo.py .data/demo_neb/checkpoint.pt [--grids 8x24/16x24] [--data .data/emt.db]
+    python tools/export_demo.py .data/demo_neb5/checkpoint.pt [--grids 8x24/16x24] [--data .data/emt.db]
 
 Writes eqv2_calc/weights/eqv2_demo_emt.pt (inference-only: config, EMA weights, normalizers,
 element references, the training config and held-out test metrics), on the EDGE/NODE S2 grids of `--grids`
@@ -65,8 +65,8 @@ def registry_entry(potential, metrics: dict) -> dict:
                   f"--seed 1; eqv2 train configs/demo_emt_active.yaml; "
                   f"eqv2 data active .data/emt_active2.db --model .data/demo_active/checkpoint.pt --n-systems 400 "
                   f"--seed 2; eqv2 train configs/demo_emt_active2.yaml; eqv2 data neb .data/emt_neb.db --n-hops 400; "
-                  f"eqv2 train configs/demo_emt_neb.yaml; "
-                  f"python tools/export_demo.py .data/demo_neb/checkpoint.pt --grids 8x24/16x24"),
+                  f"eqv2 train configs/demo_emt_neb.yaml, then demo_emt_neb2.yaml ... demo_emt_neb5.yaml; "
+                  f"python tools/export_demo.py .data/demo_neb5/checkpoint.pt"),
     }
 
 
